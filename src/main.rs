@@ -1,0 +1,67 @@
+//! The `ensemble` command: one binary for the operator, the server and the tools around them.
+
+use clap::{Parser, Subcommand};
+
+use ensemble::operator::OperatorOptions;
+use ensemble::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "ensemble",
+    version,
+    about = "ZooKeeper-compatible coordination ensembles on Kubernetes"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "ENSEMBLE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller for CoordinationCluster resources.
+    Operator(OperatorOptions),
+    /// Run one member of an ensemble.
+    Server,
+    /// Run an ensemble on this machine, without Kubernetes.
+    Local,
+    /// Print the CoordinationCluster CRD as YAML.
+    Crd {
+        /// Print the Helm chart's template of the CRD instead.
+        #[arg(long)]
+        chart: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { chart } => {
+            let yaml = if chart {
+                ensemble::api::chart_crd_yaml()
+            } else {
+                ensemble::api::crd_yaml()
+            };
+            use std::io::Write;
+            std::io::stdout().write_all(yaml.as_bytes())?;
+            Ok(())
+        }
+        Command::Operator(options) => {
+            telemetry::init_logging(cli.log_format);
+            ensemble::operator::run(options).await
+        }
+        Command::Server | Command::Local => anyhow::bail!(
+            "the coordination server is not built yet; `ensemble server` and `ensemble local` arrive with it"
+        ),
+    }
+}
