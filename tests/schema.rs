@@ -33,7 +33,12 @@ fn to_json_schema(schema: &Value, root: bool) -> Value {
             ),
             "items" | "additionalProperties" => to_json_schema(value, false),
             "allOf" | "anyOf" | "oneOf" => Value::Array(
-                value.as_array().into_iter().flatten().map(|v| to_json_schema(v, false)).collect(),
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| to_json_schema(v, false))
+                    .collect(),
             ),
             _ => value.clone(),
         };
@@ -46,11 +51,18 @@ fn to_json_schema(schema: &Value, root: bool) -> Value {
     }
     if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         out.remove("type");
-        out.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
+        out.insert(
+            "anyOf".into(),
+            json!([{"type": "integer"}, {"type": "string"}]),
+        );
     }
     // kubectl's strict field validation turns a pruned unknown field into an error.
     let preserves = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-    if !root && !preserves && map.contains_key("properties") && !map.contains_key("additionalProperties") {
+    if !root
+        && !preserves
+        && map.contains_key("properties")
+        && !map.contains_key("additionalProperties")
+    {
         out.insert("additionalProperties".into(), Value::Bool(false));
     }
     Value::Object(out)
@@ -76,7 +88,9 @@ fn apply_defaults(schema: &Value, value: &mut Value) {
             }
         }
     } else if let Some(additional @ Value::Object(_)) = schema.get("additionalProperties") {
-        object.values_mut().for_each(|v| apply_defaults(additional, v));
+        object
+            .values_mut()
+            .for_each(|v| apply_defaults(additional, v));
     }
 }
 
@@ -89,7 +103,8 @@ struct ApiServerChecks {
 impl ApiServerChecks {
     fn new() -> Self {
         let openapi = openapi_schema();
-        let structural = jsonschema::validator_for(&to_json_schema(&openapi, true)).expect("the schema compiles");
+        let structural = jsonschema::validator_for(&to_json_schema(&openapi, true))
+            .expect("the schema compiles");
         Self {
             openapi,
             structural,
@@ -113,7 +128,11 @@ impl ApiServerChecks {
             .collect();
         if errors.is_empty() {
             if let Err(cel) = self.cel.validate(&self.openapi, &object, old.as_ref()) {
-                errors.extend(cel.as_slice().iter().map(|e| format!("{}: {}", e.field_path, e.message)));
+                errors.extend(
+                    cel.as_slice()
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field_path, e.message)),
+                );
             }
         }
         errors
@@ -128,10 +147,16 @@ fn yaml(text: &str) -> Value {
 fn every_example_is_accepted() {
     let checks = ApiServerChecks::new();
     let mut seen = 0;
-    for entry in std::fs::read_dir(support::repo_path("deploy/examples")).expect("deploy/examples") {
+    for entry in std::fs::read_dir(support::repo_path("deploy/examples")).expect("deploy/examples")
+    {
         let path = entry.expect("directory entry").path();
         let object = yaml(&std::fs::read_to_string(&path).expect("readable example"));
-        assert_eq!(checks.errors(&object, None), Vec::<String>::new(), "{}", path.display());
+        assert_eq!(
+            checks.errors(&object, None),
+            Vec::<String>::new(),
+            "{}",
+            path.display()
+        );
         seen += 1;
     }
     assert!(seen >= 2, "the minimal and the production-like example");
@@ -141,7 +166,8 @@ fn every_example_is_accepted() {
 fn every_invalid_fixture_is_rejected_with_its_field_named() {
     let checks = ApiServerChecks::new();
     let mut seen = 0;
-    for entry in std::fs::read_dir(support::repo_path("tests/fixtures/invalid")).expect("fixtures") {
+    for entry in std::fs::read_dir(support::repo_path("tests/fixtures/invalid")).expect("fixtures")
+    {
         let path = entry.expect("directory entry").path();
         let text = std::fs::read_to_string(&path).expect("readable fixture");
         let expected = text
@@ -173,15 +199,30 @@ fn storage_can_grow_but_not_shrink_or_change_class() {
 
     let shrunk = cluster(json!({"storage": {"size": "5Gi", "storageClassName": "fast"}}));
     let errors = checks.errors(&shrunk, Some(&old));
-    assert!(errors.iter().any(|e| e.contains("storage.size cannot decrease")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("storage.size cannot decrease")),
+        "{errors:#?}"
+    );
 
     let reclassed = cluster(json!({"storage": {"size": "10Gi", "storageClassName": "slow"}}));
     let errors = checks.errors(&reclassed, Some(&old));
-    assert!(errors.iter().any(|e| e.contains("storageClassName cannot be changed")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("storageClassName cannot be changed")),
+        "{errors:#?}"
+    );
 
     let unclassed = cluster(json!({"storage": {"size": "10Gi"}}));
     let errors = checks.errors(&unclassed, Some(&old));
-    assert!(errors.iter().any(|e| e.contains("storageClassName cannot be changed")), "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("storageClassName cannot be changed")),
+        "{errors:#?}"
+    );
 }
 
 #[test]
@@ -190,7 +231,11 @@ fn even_replica_counts_and_scaling_are_accepted() {
     let three = cluster(json!({"replicas": 3}));
     for replicas in [1, 2, 4, 5, 9] {
         let scaled = cluster(json!({"replicas": replicas}));
-        assert_eq!(checks.errors(&scaled, Some(&three)), Vec::<String>::new(), "{replicas}");
+        assert_eq!(
+            checks.errors(&scaled, Some(&three)),
+            Vec::<String>::new(),
+            "{replicas}"
+        );
     }
 }
 

@@ -1,6 +1,9 @@
 //! `spec`: what the user asks for. Defaults live in the schema so `kubectl get -o yaml` shows
 //! the values the operator acts on.
 
+// The derive's repeated `printcolumn(...)` arguments look like duplicated attributes to clippy.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{

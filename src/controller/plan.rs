@@ -29,6 +29,8 @@ pub const CONDITION_QUORUM_HEALTHY: &str = "QuorumHealthy";
 pub const CONDITION_EVEN_REPLICAS: &str = "EvenReplicas";
 
 /// One write to the API, in the order the plan lists them.
+// A plan holds a handful of writes once per reconcile; boxing the objects would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     ConfigMap(ConfigMap),
