@@ -21,7 +21,11 @@ fn config(example: &str) -> ClusterConfig {
 }
 
 fn pod_spec(children: &Children) -> &PodSpec {
-    let spec = children.statefulset.spec.as_ref().expect("StatefulSet spec");
+    let spec = children
+        .statefulset
+        .spec
+        .as_ref()
+        .expect("StatefulSet spec");
     spec.template.spec.as_ref().expect("pod spec")
 }
 
@@ -34,12 +38,29 @@ fn assert_restricted(pod: &PodSpec) {
     assert_eq!(seccomp.type_, "RuntimeDefault");
     assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
     for volume in pod.volumes.iter().flatten() {
-        assert!(volume.host_path.is_none(), "volume {} uses hostPath", volume.name);
+        assert!(
+            volume.host_path.is_none(),
+            "volume {} uses hostPath",
+            volume.name
+        );
     }
     for container in &pod.containers {
-        let security = container.security_context.as_ref().expect("container securityContext");
-        assert_eq!(security.allow_privilege_escalation, Some(false), "{}", container.name);
-        assert_eq!(security.read_only_root_filesystem, Some(true), "{}", container.name);
+        let security = container
+            .security_context
+            .as_ref()
+            .expect("container securityContext");
+        assert_eq!(
+            security.allow_privilege_escalation,
+            Some(false),
+            "{}",
+            container.name
+        );
+        assert_eq!(
+            security.read_only_root_filesystem,
+            Some(true),
+            "{}",
+            container.name
+        );
         assert_ne!(security.privileged, Some(true));
         let caps = security.capabilities.as_ref().expect("capabilities");
         assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
@@ -54,34 +75,82 @@ fn minimal_example_builds_a_restricted_three_member_ensemble() {
     let sts = children.statefulset.spec.as_ref().expect("spec");
     assert_eq!(sts.replicas, Some(3));
     assert_eq!(sts.service_name.as_deref(), Some("minimal-peers"));
-    assert_eq!(sts.update_strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("OnDelete"));
-    let claim = &sts.volume_claim_templates.as_ref().expect("claim templates")[0];
+    assert_eq!(
+        sts.update_strategy
+            .as_ref()
+            .and_then(|s| s.type_.as_deref()),
+        Some("OnDelete")
+    );
+    let claim = &sts
+        .volume_claim_templates
+        .as_ref()
+        .expect("claim templates")[0];
     assert_eq!(claim.metadata.name.as_deref(), Some("data"));
-    let requests = claim.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref());
-    assert_eq!(requests.and_then(|r| r.get("storage")).map(|q| q.0.as_str()), Some("1Gi"));
-    let retention = sts.persistent_volume_claim_retention_policy.as_ref().expect("retention");
+    let requests = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    assert_eq!(
+        requests
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.as_str()),
+        Some("1Gi")
+    );
+    let retention = sts
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("retention");
     assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
 
     let pod = pod_spec(&children);
     assert_restricted(pod);
     let server = &pod.containers[0];
-    assert_eq!(server.image.as_deref(), Some("ensemble:0.1.0"), "defaults to the operator's image");
+    assert_eq!(
+        server.image.as_deref(),
+        Some("ensemble:0.1.0"),
+        "defaults to the operator's image"
+    );
     let ports: Vec<(String, i32)> = server
         .ports
         .iter()
         .flatten()
         .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
         .collect();
-    assert_eq!(ports, [("client".into(), 2181), ("peer".into(), 2888), ("admin".into(), 8080)]);
+    assert_eq!(
+        ports,
+        [
+            ("client".into(), 2181),
+            ("peer".into(), 2888),
+            ("admin".into(), 8080)
+        ]
+    );
     let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-        let get = p.as_ref().and_then(|p| p.http_get.as_ref()).expect("HTTP probe");
+        let get = p
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("HTTP probe");
         assert_eq!(get.port, IntOrString::String("admin".into()));
         get.path.clone()
     };
-    assert_eq!(probe_path(&server.liveness_probe).as_deref(), Some("/livez"));
-    assert_eq!(probe_path(&server.readiness_probe).as_deref(), Some("/readyz"));
-    let mounts: Vec<&str> = server.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
-    assert!(mounts.contains(&"/var/lib/ensemble"), "a writable data volume: {mounts:?}");
+    assert_eq!(
+        probe_path(&server.liveness_probe).as_deref(),
+        Some("/livez")
+    );
+    assert_eq!(
+        probe_path(&server.readiness_probe).as_deref(),
+        Some("/readyz")
+    );
+    let mounts: Vec<&str> = server
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert!(
+        mounts.contains(&"/var/lib/ensemble"),
+        "a writable data volume: {mounts:?}"
+    );
 
     let peers = children.peers_service.spec.as_ref().expect("peers spec");
     assert_eq!(peers.cluster_ip.as_deref(), Some("None"));
@@ -99,13 +168,18 @@ fn minimal_example_builds_a_restricted_three_member_ensemble() {
         &children.pdb.metadata,
     ] {
         let owner = &meta.owner_references.as_ref().expect("owner reference")[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("CoordinationCluster", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("CoordinationCluster", Some(true))
+        );
         assert_eq!(meta.namespace.as_deref(), Some("team-a"));
     }
     let properties = &children.config_map.data.as_ref().expect("data")["server.properties"];
     assert!(properties.contains("tickTime=2000\n"), "{properties}");
     assert!(properties.contains("4lw.commands.whitelist=ruok,srvr,mntr,conf,isro\n"));
-    assert!(properties.contains("peerAddressTemplate=minimal-{ordinal}.minimal-peers.team-a.svc.cluster.local:2888\n"));
+    assert!(properties.contains(
+        "peerAddressTemplate=minimal-{ordinal}.minimal-peers.team-a.svc.cluster.local:2888\n"
+    ));
 }
 
 #[test]
@@ -114,31 +188,83 @@ fn production_example_carries_every_override() {
     let children = build::children(&cfg);
     let sts = children.statefulset.spec.as_ref().expect("spec");
     assert_eq!(sts.replicas, Some(5));
-    let claim = &sts.volume_claim_templates.as_ref().expect("claim templates")[0];
-    assert_eq!(claim.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()), Some("fast-ssd"));
+    let claim = &sts
+        .volume_claim_templates
+        .as_ref()
+        .expect("claim templates")[0];
+    assert_eq!(
+        claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref()),
+        Some("fast-ssd")
+    );
 
     let template = &sts.template;
-    let labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref()).expect("labels");
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .expect("labels");
     assert_eq!(labels.get("team").map(String::as_str), Some("platform"));
-    assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("production"));
-    let annotations = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()).expect("annotations");
-    assert_eq!(annotations.get("prometheus.io/scrape").map(String::as_str), Some("true"));
+    assert_eq!(
+        labels.get("app.kubernetes.io/instance").map(String::as_str),
+        Some("production")
+    );
+    let annotations = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .expect("annotations");
+    assert_eq!(
+        annotations.get("prometheus.io/scrape").map(String::as_str),
+        Some("true")
+    );
     assert!(annotations.contains_key("ensemble.dev/config-hash"));
 
     let pod = pod_spec(&children);
     assert_restricted(pod);
-    assert_eq!(pod.priority_class_name.as_deref(), Some("ensemble-critical"));
-    let anti = pod.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref()).expect("anti-affinity");
-    assert!(anti.required_during_scheduling_ignored_during_execution.is_some(), "the user's affinity replaces the default");
-    assert_eq!(pod.topology_spread_constraints.as_ref().map(Vec::len), Some(1));
-    let limits = pod.containers[0].resources.as_ref().and_then(|r| r.limits.as_ref()).expect("limits");
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("ensemble-critical")
+    );
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .expect("anti-affinity");
+    assert!(
+        anti.required_during_scheduling_ignored_during_execution
+            .is_some(),
+        "the user's affinity replaces the default"
+    );
+    assert_eq!(
+        pod.topology_spread_constraints.as_ref().map(Vec::len),
+        Some(1)
+    );
+    let limits = pod.containers[0]
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
     assert_eq!(limits["memory"].0, "2Gi");
 
     let client = &children.client_service;
-    assert_eq!(client.spec.as_ref().and_then(|s| s.type_.as_deref()), Some("LoadBalancer"));
-    assert!(client.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("service.beta.kubernetes.io/aws-load-balancer-internal")));
+    assert_eq!(
+        client.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("LoadBalancer")
+    );
+    assert!(client
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("service.beta.kubernetes.io/aws-load-balancer-internal")));
     let pdb = children.pdb.spec.as_ref().expect("pdb spec");
-    assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(2)), "five members survive two failures");
+    assert_eq!(
+        pdb.max_unavailable,
+        Some(IntOrString::Int(2)),
+        "five members survive two failures"
+    );
     let properties = &children.config_map.data.as_ref().expect("data")["server.properties"];
     assert!(properties.contains("4lw.commands.whitelist=ruok,srvr,mntr\n"));
 }
@@ -146,12 +272,24 @@ fn production_example_carries_every_override() {
 #[test]
 fn the_budget_never_allows_losing_quorum() {
     let mut cfg = config("deploy/examples/minimal.yaml");
-    for (replicas, allowed) in [(1, 0), (2, 0), (3, 1), (4, 1), (5, 2), (6, 2), (7, 3), (9, 4)] {
+    for (replicas, allowed) in [
+        (1, 0),
+        (2, 0),
+        (3, 1),
+        (4, 1),
+        (5, 2),
+        (6, 2),
+        (7, 3),
+        (9, 4),
+    ] {
         cfg.replicas = replicas;
         let pdb = build::pod_disruption_budget(&cfg);
         let max = pdb.spec.and_then(|s| s.max_unavailable);
         assert_eq!(max, Some(IntOrString::Int(allowed)), "{replicas} members");
-        assert!(replicas - allowed > replicas / 2, "the members left still form a majority");
+        assert!(
+            replicas - allowed > replicas / 2,
+            "the members left still form a majority"
+        );
     }
 }
 
@@ -161,10 +299,18 @@ fn scaling_does_not_change_the_pod_template_but_settings_do() {
     let template = |cfg: &ClusterConfig| build::children(cfg).statefulset.spec.map(|s| s.template);
     let mut scaled = base.clone();
     scaled.replicas = 5;
-    assert_eq!(template(&base), template(&scaled), "scaling must never restart a member");
+    assert_eq!(
+        template(&base),
+        template(&scaled),
+        "scaling must never restart a member"
+    );
     let mut tuned = base.clone();
     tuned.server.tick_time_ms = 1000;
-    assert_ne!(template(&base), template(&tuned), "a settings change gives a new revision");
+    assert_ne!(
+        template(&base),
+        template(&tuned),
+        "a settings change gives a new revision"
+    );
 }
 
 #[test]
@@ -190,5 +336,8 @@ fn the_admin_secret_holds_the_token_it_was_given() {
     let cfg = config("deploy/examples/minimal.yaml");
     let secret = build::admin_secret(&cfg, "abc123");
     assert_eq!(secret.metadata.name.as_deref(), Some("minimal-admin"));
-    assert_eq!(secret.data.as_ref().map(|d| d["token"].0.clone()), Some(b"abc123".to_vec()));
+    assert_eq!(
+        secret.data.as_ref().map(|d| d["token"].0.clone()),
+        Some(b"abc123".to_vec())
+    );
 }

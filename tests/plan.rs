@@ -33,7 +33,8 @@ fn at(second: i64) -> Time {
 fn converged(cfg: &ClusterConfig, ready: usize) -> Observed {
     let children = build::children(cfg);
     let mut statefulset = children.statefulset;
-    statefulset.status = serde_json::from_value(json!({"replicas": 3, "updateRevision": "zk-1"})).ok();
+    statefulset.status =
+        serde_json::from_value(json!({"replicas": 3, "updateRevision": "zk-1"})).ok();
     Observed {
         statefulset: Some(statefulset),
         peers_service: Some(children.peers_service),
@@ -41,7 +42,9 @@ fn converged(cfg: &ClusterConfig, ready: usize) -> Observed {
         pdb: Some(children.pdb),
         config_map: Some(children.config_map),
         admin_secret_present: true,
-        pods: (0..cfg.replicas as usize).map(|i| member_pod(i, i < ready)).collect(),
+        pods: (0..cfg.replicas as usize)
+            .map(|i| member_pod(i, i < ready))
+            .collect(),
         claims: Vec::new(),
         reports: BTreeMap::new(),
     }
@@ -67,8 +70,15 @@ fn report(id: i64, role: &str, applied: u64, commit: u64) -> MemberReport {
     }
 }
 
-fn condition<'a>(status: &'a ensemble::api::CoordinationClusterStatus, type_: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    status.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"))
+fn condition<'a>(
+    status: &'a ensemble::api::CoordinationClusterStatus,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 #[test]
@@ -78,15 +88,29 @@ fn a_fresh_cluster_gets_every_child_configuration_first_statefulset_last() {
     let kinds: Vec<String> = plan.writes.iter().map(|w| w.describe(&cfg.name)).collect();
     assert_eq!(
         kinds,
-        ["ConfigMap zk-config", "Secret zk-admin", "Service zk-peers", "Service zk", "PodDisruptionBudget zk", "StatefulSet zk"]
+        [
+            "ConfigMap zk-config",
+            "Secret zk-admin",
+            "Service zk-peers",
+            "Service zk",
+            "PodDisruptionBudget zk",
+            "StatefulSet zk"
+        ]
     );
-    assert!(plan.events.iter().all(|e| e.kind == EventKind::Normal && e.reason == "Created"));
+    assert!(plan
+        .events
+        .iter()
+        .all(|e| e.kind == EventKind::Normal && e.reason == "Created"));
     let status = plan.status.expect("a first status");
     assert_eq!(status.phase, Some(Phase::Creating));
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(condition(&status, "Available").status, "False");
     assert_eq!(condition(&status, "Progressing").reason, "Reconciling");
-    assert_eq!(condition(&status, "Degraded").status, "False", "creating is not degraded");
+    assert_eq!(
+        condition(&status, "Degraded").status,
+        "False",
+        "creating is not degraded"
+    );
 }
 
 #[test]
@@ -102,27 +126,53 @@ fn a_converged_cluster_plans_nothing_and_keeps_its_status() {
 
     let later = plan(&cfg, &observed, Some(&status), &at(600));
     assert_eq!(later.writes, Vec::<Write>::new());
-    assert_eq!(later.status, None, "an unchanged status is not rewritten, even later");
+    assert_eq!(
+        later.status, None,
+        "an unchanged status is not rewritten, even later"
+    );
     assert!(later.events.is_empty());
 }
 
 #[test]
 fn a_member_going_down_degrades_and_keeps_transition_times_of_the_rest() {
     let cfg = config();
-    let healthy = plan(&cfg, &converged(&cfg, 3), None, &at(0)).status.expect("status");
-    let degraded = plan(&cfg, &converged(&cfg, 2), Some(&healthy), &at(60)).status.expect("a change");
+    let healthy = plan(&cfg, &converged(&cfg, 3), None, &at(0))
+        .status
+        .expect("status");
+    let degraded = plan(&cfg, &converged(&cfg, 2), Some(&healthy), &at(60))
+        .status
+        .expect("a change");
     assert_eq!(degraded.phase, Some(Phase::Degraded));
     let condition_degraded = condition(&degraded, "Degraded");
-    assert_eq!((condition_degraded.status.as_str(), condition_degraded.reason.as_str()), ("True", "MembersNotReady"));
-    assert!(condition_degraded.message.contains("zk-2"), "{}", condition_degraded.message);
+    assert_eq!(
+        (
+            condition_degraded.status.as_str(),
+            condition_degraded.reason.as_str()
+        ),
+        ("True", "MembersNotReady")
+    );
+    assert!(
+        condition_degraded.message.contains("zk-2"),
+        "{}",
+        condition_degraded.message
+    );
     assert_eq!(condition_degraded.last_transition_time, at(60));
     let available = condition(&degraded, "Available");
     assert_eq!(available.status, "True", "two of three still form a quorum");
-    assert_eq!(available.last_transition_time, at(0), "unchanged conditions keep their time");
+    assert_eq!(
+        available.last_transition_time,
+        at(0),
+        "unchanged conditions keep their time"
+    );
 
-    let lost = plan(&cfg, &converged(&cfg, 1), Some(&degraded), &at(120)).status.expect("a change");
+    let lost = plan(&cfg, &converged(&cfg, 1), Some(&degraded), &at(120))
+        .status
+        .expect("a change");
     assert_eq!(condition(&lost, "Available").status, "False");
-    assert_eq!(condition(&lost, "QuorumHealthy").reason, "TooFewMembersReady");
+    assert_eq!(
+        condition(&lost, "QuorumHealthy").reason,
+        "TooFewMembersReady"
+    );
 }
 
 #[test]
@@ -137,8 +187,11 @@ fn members_and_the_leader_come_from_the_admin_reports() {
     let status = plan(&cfg, &observed, None, &at(0)).status.expect("status");
     assert_eq!(status.leader.as_deref(), Some("zk-1"));
     assert_eq!(status.membership_version, Some(7));
-    let roles: Vec<(&str, i64, MemberRole, Option<i64>)> =
-        status.members.iter().map(|m| (m.name.as_str(), m.id, m.role, m.lag)).collect();
+    let roles: Vec<(&str, i64, MemberRole, Option<i64>)> = status
+        .members
+        .iter()
+        .map(|m| (m.name.as_str(), m.id, m.role, m.lag))
+        .collect();
     assert_eq!(
         roles,
         [
@@ -164,15 +217,26 @@ fn an_even_count_warns_once() {
     let mut cfg = config();
     cfg.replicas = 4;
     let first = plan(&cfg, &converged(&cfg, 4), None, &at(0));
-    let warnings: Vec<_> = first.events.iter().filter(|e| e.kind == EventKind::Warning).collect();
+    let warnings: Vec<_> = first
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Warning)
+        .collect();
     assert_eq!(warnings.len(), 1);
     assert_eq!(warnings[0].reason, "EvenReplicas");
     let status = first.status.expect("status");
     let even = condition(&status, "EvenReplicas");
     assert_eq!(even.status, "True");
-    assert!(even.message.contains("4 members survive 1 failure"), "{}", even.message);
+    assert!(
+        even.message.contains("4 members survive 1 failure"),
+        "{}",
+        even.message
+    );
     let again = plan(&cfg, &converged(&cfg, 4), Some(&status), &at(60));
-    assert!(again.events.is_empty(), "no second warning for the same count");
+    assert!(
+        again.events.is_empty(),
+        "no second warning for the same count"
+    );
 }
 
 #[test]
@@ -208,10 +272,14 @@ fn a_larger_volume_grows_the_claims_and_keeps_the_immutable_template() {
 #[test]
 fn equal_quantities_in_other_spellings_are_not_a_difference() {
     let desired = json!({"resources": {"cpu": "0.5", "memory": "1Gi"}, "name": "a"});
-    let observed = json!({"resources": {"cpu": "500m", "memory": "1073741824"}, "name": "a", "uid": "x"});
+    let observed =
+        json!({"resources": {"cpu": "500m", "memory": "1073741824"}, "name": "a", "uid": "x"});
     assert!(!differs(&desired, Some(&observed)));
     let changed = json!({"resources": {"cpu": "600m", "memory": "1Gi"}, "name": "a"});
     assert!(differs(&changed, Some(&observed)));
     assert!(differs(&desired, None));
-    assert!(differs(&json!({"list": [1, 2]}), Some(&json!({"list": [1, 2, 3]}))));
+    assert!(differs(
+        &json!({"list": [1, 2]}),
+        Some(&json!({"list": [1, 2, 3]}))
+    ));
 }
