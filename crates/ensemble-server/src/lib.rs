@@ -6,7 +6,17 @@
 //!   path rules, ACL evaluation and snapshots.
 //! - [`watches`]: which watcher hears of which tree change (one-shot, persistent,
 //!   persistent-recursive).
+//! - [`session`]: the session table (ids, passwords, timeouts, expiry).
+//! - [`config`]: the zoo.cfg-style settings of one member.
+//!
+//! On top of them, with I/O:
+//! - [`server`]: the tokio network layer of one member (in memory for now).
+//! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
 
+pub mod cli;
+pub mod config;
 pub mod protocol;
+pub mod server;
+pub mod session;
 pub mod tree;
 pub mod watches;

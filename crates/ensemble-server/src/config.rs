@@ -1,0 +1,260 @@
+//! Server configuration: the zoo.cfg keys the operator writes, in Java properties
+//! `key=value` form.
+//!
+//! Contract: [`ServerConfig::default`] mirrors Apache ZooKeeper's defaults;
+//! [`ServerConfig::from_properties`] reads `key=value` (or `key: value`) lines,
+//! skipping blank lines and `#`/`!` comments, and fails with a [`ConfigError`] that
+//! names the offending key or line. Keys it does not know (ZooKeeper has many) are
+//! kept in [`ServerConfig::ignored_keys`] for the caller to report, not rejected.
+//! As in ZooKeeper, the session timeout bounds default to 2 and 20 ticks unless
+//! set explicitly, and `min <= max` is required.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+use crate::protocol::DEFAULT_MAX_FRAME;
+
+/// Why a configuration was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("line {line}: expected `key=value`, found {text:?}")]
+    MalformedLine { line: usize, text: String },
+    #[error("{key}: invalid value {value:?}: {reason}")]
+    InvalidValue {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("minSessionTimeout ({min} ms) must not exceed maxSessionTimeout ({max} ms)")]
+    SessionBounds { min: i32, max: i32 },
+}
+
+/// One member's settings. See the module contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `clientPort`.
+    pub client_port: u16,
+    /// `tickTime`, milliseconds: the unit of session expiry checks.
+    pub tick_time_ms: u32,
+    /// `minSessionTimeout`, milliseconds.
+    pub min_session_timeout_ms: i32,
+    /// `maxSessionTimeout`, milliseconds.
+    pub max_session_timeout_ms: i32,
+    /// `maxClientCnxns`: concurrent connections per client IP; 0 means no limit.
+    pub max_client_connections: u32,
+    /// `jute.maxbuffer`: the largest request frame body, in bytes.
+    pub jute_max_buffer: usize,
+    /// `4lw.commands.whitelist`: four-letter words answered on the client port.
+    pub four_letter_words: BTreeSet<String>,
+    /// `extendedTypesEnabled`: allows TTL nodes.
+    pub extended_types_enabled: bool,
+    /// `dataDir` (not used until persistence lands).
+    pub data_dir: Option<PathBuf>,
+    /// `admin.serverPort` in ZooKeeper; `adminPort` here.
+    pub admin_port: u16,
+    /// `peerPort`: the Raft port.
+    pub peer_port: u16,
+    /// `peerAddressTemplate`, e.g. `x-{ordinal}.x-peers.ns.svc.cluster.local`.
+    pub peer_address_template: Option<String>,
+    /// `superDigest`: `super:base64(sha1)` granting super-user rights to `addauth`.
+    pub super_digest: Option<String>,
+    /// Keys present in the input that this server does not use.
+    pub ignored_keys: Vec<String>,
+}
+
+const DEFAULT_TICK_MS: u32 = 2_000;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            client_port: 2181,
+            tick_time_ms: DEFAULT_TICK_MS,
+            min_session_timeout_ms: 2 * DEFAULT_TICK_MS as i32,
+            max_session_timeout_ms: 20 * DEFAULT_TICK_MS as i32,
+            max_client_connections: 60,
+            jute_max_buffer: DEFAULT_MAX_FRAME,
+            // The operator's default too: the words health checks and monitoring use.
+            four_letter_words: ["ruok", "srvr", "mntr", "conf", "isro"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            extended_types_enabled: false,
+            data_dir: None,
+            admin_port: 8080,
+            peer_port: 2888,
+            peer_address_template: None,
+            super_digest: None,
+            ignored_keys: Vec::new(),
+        }
+    }
+}
+
+fn parse<T: FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| ConfigError::InvalidValue {
+            key,
+            value: value.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+fn positive(key: &'static str, value: &str) -> Result<i32, ConfigError> {
+    let v: i32 = parse(key, value)?;
+    if v <= 0 {
+        return Err(ConfigError::InvalidValue {
+            key,
+            value: value.to_owned(),
+            reason: "must be positive".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl ServerConfig {
+    /// Parses zoo.cfg-style properties; see the module contract.
+    pub fn from_properties(text: &str) -> Result<Self, ConfigError> {
+        let mut cfg = Self::default();
+        let mut min_timeout = None;
+        let mut max_timeout = None;
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(split) = line.find(['=', ':']) else {
+                return Err(ConfigError::MalformedLine {
+                    line: index + 1,
+                    text: raw.to_owned(),
+                });
+            };
+            let key = line[..split].trim();
+            let value = line[split + 1..].trim();
+            match key {
+                "clientPort" => cfg.client_port = parse("clientPort", value)?,
+                "tickTime" => {
+                    let tick = positive("tickTime", value)?;
+                    cfg.tick_time_ms = tick.unsigned_abs();
+                }
+                "minSessionTimeout" => min_timeout = Some(positive("minSessionTimeout", value)?),
+                "maxSessionTimeout" => max_timeout = Some(positive("maxSessionTimeout", value)?),
+                "maxClientCnxns" => cfg.max_client_connections = parse("maxClientCnxns", value)?,
+                "jute.maxbuffer" => {
+                    cfg.jute_max_buffer = positive("jute.maxbuffer", value)?.unsigned_abs() as usize
+                }
+                "4lw.commands.whitelist" => {
+                    cfg.four_letter_words = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "extendedTypesEnabled" => {
+                    cfg.extended_types_enabled = parse("extendedTypesEnabled", value)?
+                }
+                "dataDir" => cfg.data_dir = Some(PathBuf::from(value)),
+                "adminPort" => cfg.admin_port = parse("adminPort", value)?,
+                "peerPort" => cfg.peer_port = parse("peerPort", value)?,
+                "peerAddressTemplate" => cfg.peer_address_template = Some(value.to_owned()),
+                "superDigest" => cfg.super_digest = Some(value.to_owned()),
+                other => cfg.ignored_keys.push(other.to_owned()),
+            }
+        }
+        let tick = i32::try_from(cfg.tick_time_ms).unwrap_or(i32::MAX);
+        cfg.min_session_timeout_ms = min_timeout.unwrap_or(tick.saturating_mul(2));
+        cfg.max_session_timeout_ms = max_timeout.unwrap_or(tick.saturating_mul(20));
+        if cfg.min_session_timeout_ms > cfg.max_session_timeout_ms {
+            return Err(ConfigError::SessionBounds {
+                min: cfg.min_session_timeout_ms,
+                max: cfg.max_session_timeout_ms,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Whether the four-letter word `word` may be answered (`*` allows all).
+    pub fn allows_four_letter_word(&self, word: &str) -> bool {
+        self.four_letter_words.contains("*") || self.four_letter_words.contains(word)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_mirror_zookeeper() {
+        let cfg = ServerConfig::from_properties("").expect("empty is valid");
+        assert_eq!(cfg, ServerConfig::default());
+        assert_eq!(cfg.min_session_timeout_ms, 4_000);
+        assert_eq!(cfg.max_session_timeout_ms, 40_000);
+        assert_eq!(cfg.jute_max_buffer, 1 << 20);
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let cfg = ServerConfig::from_properties(
+            "# written by the operator\n\
+             clientPort=2182\n\
+             tickTime = 1000\n\
+             maxClientCnxns=0\n\
+             jute.maxbuffer=4096\n\
+             4lw.commands.whitelist=ruok, srvr,\n\
+             extendedTypesEnabled=true\n\
+             dataDir=/data\n\
+             adminPort=8081\n\
+             peerPort: 2889\n\
+             peerAddressTemplate=x-{ordinal}.x-peers\n\
+             initLimit=10\n",
+        )
+        .expect("valid");
+        assert_eq!(cfg.client_port, 2182);
+        assert_eq!(cfg.tick_time_ms, 1000);
+        assert_eq!(
+            (cfg.min_session_timeout_ms, cfg.max_session_timeout_ms),
+            (2_000, 20_000)
+        );
+        assert_eq!(cfg.max_client_connections, 0);
+        assert_eq!(cfg.jute_max_buffer, 4096);
+        assert!(cfg.allows_four_letter_word("ruok") && cfg.allows_four_letter_word("srvr"));
+        assert!(!cfg.allows_four_letter_word("mntr"));
+        assert!(cfg.extended_types_enabled);
+        assert_eq!(cfg.data_dir, Some(PathBuf::from("/data")));
+        assert_eq!((cfg.admin_port, cfg.peer_port), (8081, 2889));
+        assert_eq!(
+            cfg.peer_address_template.as_deref(),
+            Some("x-{ordinal}.x-peers")
+        );
+        assert_eq!(cfg.ignored_keys, vec!["initLimit".to_owned()]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = ServerConfig::from_properties("clientPort=99999").expect_err("out of range");
+        assert!(err
+            .to_string()
+            .starts_with("clientPort: invalid value \"99999\""));
+        let err = ServerConfig::from_properties("tickTime=0").expect_err("zero");
+        assert!(err.to_string().contains("tickTime"));
+        let err = ServerConfig::from_properties("extendedTypesEnabled=yes").expect_err("bool");
+        assert!(err.to_string().contains("extendedTypesEnabled"));
+        let err = ServerConfig::from_properties("\njust words").expect_err("no =");
+        assert_eq!(
+            err,
+            ConfigError::MalformedLine {
+                line: 2,
+                text: "just words".into()
+            }
+        );
+        let err = ServerConfig::from_properties("minSessionTimeout=5000\nmaxSessionTimeout=4000")
+            .expect_err("bounds");
+        assert!(matches!(err, ConfigError::SessionBounds { .. }));
+    }
+}

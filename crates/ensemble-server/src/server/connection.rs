@@ -1,0 +1,256 @@
+//! One client connection: read frames, run them in order, write replies and
+//! notifications in the order they were queued.
+//!
+//! Contract: the first frame must be a ConnectRequest (with or without the trailing
+//! readOnly byte; the answer has the same form). Frames that arrive before the
+//! ConnectResponse is written are queued behind it and processed in order, so
+//! replies go out strictly in request order. Before any frame, a four-letter word
+//! is answered (if whitelisted) and the connection closed. A malformed, negative or
+//! oversized frame, an unknown session or a wrong password closes this connection
+//! only. Leaving detaches the session (it lives on until it expires) and drops the
+//! connection's watches.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::frame::LENGTH_PREFIX;
+use crate::protocol::{
+    encode_connect_response, encode_reply, split_frame, ConnectRequest, ConnectResponse,
+    DecodeError, ErrorCode, FrameStatus, Id, Reader, Record, ReplyHeader, Request, RequestHeader,
+    Response,
+};
+use crate::session::PASSWORD_LEN;
+use crate::tree::{Origin, Txn};
+
+use super::four_letter;
+use super::handler::{handle, Caller};
+use super::state::{ConnId, Outbound, State};
+use super::Shared;
+
+/// Why a connection is being closed, for the log.
+#[derive(Debug)]
+enum Stop {
+    /// Keep reading.
+    Continue,
+    Close(String),
+}
+
+struct Connection {
+    id: ConnId,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    outbox: mpsc::UnboundedSender<Outbound>,
+    session_id: Option<i64>,
+    /// Whether any frame has been seen (four-letter words come only first).
+    started: bool,
+}
+
+pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock would be a bug; the state is still the best we have.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Serves `stream` until the client leaves, the connection must close, or `shutdown`.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    lock(&shared.state).register_connection(id, tx.clone());
+    let mut conn = Connection {
+        id,
+        peer,
+        shared,
+        outbox: tx,
+        session_id: None,
+        started: false,
+    };
+    let (mut reader, mut writer) = stream.into_split();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            out = rx.recv() => match out {
+                Some(Outbound::Frame(frame)) => {
+                    if writer.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close) | None => break,
+            },
+            read = reader.read(&mut chunk), if !closing => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Stop::Close(reason) = conn.process(&mut buf) {
+                        tracing::debug!(conn = id, %peer, %reason, "closing connection");
+                        closing = true;
+                        let _ = conn.outbox.send(Outbound::Close);
+                    }
+                }
+            },
+        }
+    }
+    let _ = writer.shutdown().await;
+    lock(&conn.shared.state).unregister_connection(id, conn.session_id);
+}
+
+impl Connection {
+    /// Runs every whole frame in `buf`, consuming it.
+    fn process(&mut self, buf: &mut Vec<u8>) -> Stop {
+        if !self.started {
+            if let Some(word) = four_letter::detect(buf) {
+                let text = four_letter::answer(word, &self.shared);
+                let _ = self.outbox.send(Outbound::Frame(text.into_bytes()));
+                return Stop::Close(format!("four-letter word {word}"));
+            }
+        }
+        loop {
+            let body_len = match split_frame(buf, self.shared.config.jute_max_buffer) {
+                FrameStatus::Incomplete { .. } => return Stop::Continue,
+                FrameStatus::TooLarge { len, max } => {
+                    return Stop::Close(format!("frame of {len} bytes exceeds {max}"))
+                }
+                FrameStatus::Negative { len } => {
+                    return Stop::Close(format!("negative frame length {len}"))
+                }
+                FrameStatus::Frame { body_len } => body_len,
+            };
+            self.started = true;
+            let end = LENGTH_PREFIX + body_len;
+            let body = buf.get(LENGTH_PREFIX..end).unwrap_or_default();
+            let stop = match self.session_id {
+                None => self.connect(body),
+                Some(session_id) => self.request(session_id, body),
+            };
+            buf.drain(..end);
+            if let Stop::Close(_) = stop {
+                return stop;
+            }
+        }
+    }
+
+    fn connect(&mut self, body: &[u8]) -> Stop {
+        let request = match ConnectRequest::from_bytes(body) {
+            Ok(r) => r,
+            Err(e) => return Stop::Close(format!("malformed connect request: {e}")),
+        };
+        let mut state = lock(&self.shared.state);
+        if request.last_zxid_seen > state.tree.last_zxid() {
+            // The client has seen a newer state than ours (ZooKeeper refuses too).
+            return Stop::Close(format!(
+                "client has seen zxid 0x{:x}, ours is 0x{:x}",
+                request.last_zxid_seen,
+                state.tree.last_zxid()
+            ));
+        }
+        let now = state.now_ms();
+        let read_only = request.read_only.map(|_| false);
+        let accepted = if request.session_id == 0 {
+            let password: [u8; PASSWORD_LEN] = rand::random();
+            let session = state
+                .sessions
+                .create(request.time_out, password, now)
+                .clone();
+            state.commit(
+                &Origin::system(),
+                &Txn::CreateSession {
+                    session_id: session.id,
+                    timeout_ms: session.timeout_ms,
+                },
+            );
+            Ok((session.id, session.timeout_ms, password.to_vec()))
+        } else {
+            state
+                .sessions
+                .reconnect(request.session_id, &request.passwd, now)
+                .map(|timeout| (request.session_id, timeout, request.passwd.clone()))
+        };
+        match accepted {
+            Ok((session_id, time_out, passwd)) => {
+                state.attach_session(session_id, self.id);
+                self.session_id = Some(session_id);
+                let frame = encode_connect_response(&ConnectResponse {
+                    protocol_version: 0,
+                    time_out,
+                    session_id,
+                    passwd,
+                    read_only,
+                });
+                let _ = self.outbox.send(Outbound::Frame(frame));
+                Stop::Continue
+            }
+            Err(refused) => {
+                let frame = encode_connect_response(&ConnectResponse {
+                    protocol_version: 0,
+                    time_out: 0,
+                    session_id: 0,
+                    passwd: vec![0; PASSWORD_LEN],
+                    read_only,
+                });
+                let _ = self.outbox.send(Outbound::Frame(frame));
+                Stop::Close(refused.to_string())
+            }
+        }
+    }
+
+    fn request(&mut self, session_id: i64, body: &[u8]) -> Stop {
+        let (header, request) = match Request::decode(body) {
+            Ok(decoded) => decoded,
+            // A well-formed request of an operation we do not serve (e.g. SASL) is
+            // answered, so the client's later requests still line up.
+            Err(DecodeError::UnknownOpCode(_)) => {
+                match RequestHeader::read(&mut Reader::new(body)).ok() {
+                    Some(header) => {
+                        let frame = encode_reply(
+                            &ReplyHeader {
+                                xid: header.xid,
+                                zxid: lock(&self.shared.state).tree.last_zxid(),
+                                err: ErrorCode::Unimplemented.code(),
+                            },
+                            &Response::Empty,
+                        );
+                        let _ = self.outbox.send(Outbound::Frame(frame));
+                        return Stop::Continue;
+                    }
+                    None => return Stop::Close("malformed request header".into()),
+                }
+            }
+            Err(e) => return Stop::Close(format!("malformed request: {e}")),
+        };
+        let caller = Caller {
+            conn: self.id,
+            session_id,
+            ip: Id::new("ip", self.peer.ip().to_string()),
+        };
+        let handled = {
+            let mut state = lock(&self.shared.state);
+            handle(
+                &mut state,
+                &caller,
+                self.shared.config.super_digest.as_deref(),
+                header.xid,
+                request,
+            )
+        };
+        let _ = self.outbox.send(Outbound::Frame(handled.frame));
+        if handled.close {
+            Stop::Close("closed after the reply (closeSession or failed auth)".into())
+        } else {
+            Stop::Continue
+        }
+    }
+}
