@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use ensemble::operator::OperatorOptions;
 use ensemble::telemetry::{self, LogFormat};
+use ensemble_server::cli::{LocalArgs, ServerArgs};
 
 #[derive(Parser)]
 #[command(
@@ -31,9 +32,9 @@ enum Command {
     /// Run the controller for CoordinationCluster resources.
     Operator(OperatorOptions),
     /// Run one member of an ensemble.
-    Server,
+    Server(ServerArgs),
     /// Run an ensemble on this machine, without Kubernetes.
-    Local,
+    Local(LocalArgs),
     /// Print the CoordinationCluster CRD as YAML.
     Crd {
         /// Print the Helm chart's template of the CRD instead.
@@ -60,8 +61,13 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init_logging(cli.log_format);
             ensemble::operator::run(options).await
         }
-        Command::Server | Command::Local => anyhow::bail!(
-            "the coordination server is not built yet; `ensemble server` and `ensemble local` arrive with it"
-        ),
+        Command::Server(args) => {
+            telemetry::init_logging(cli.log_format);
+            Ok(ensemble_server::cli::run_server(args).await?)
+        }
+        Command::Local(args) => {
+            telemetry::init_logging(cli.log_format);
+            Ok(ensemble_server::cli::run_local(args).await?)
+        }
     }
 }

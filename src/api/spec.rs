@@ -202,7 +202,8 @@ pub struct ServerSettings {
     #[schemars(range(min = 1, max = 100))]
     pub retained_snapshots: i32,
 
-    /// Client connections one member accepts at once; further connections are refused.
+    /// Client connections one member accepts from one client IP address at once (ZooKeeper's
+    /// `maxClientCnxns`); further connections from that address are refused.
     #[serde(default = "default_max_client_connections")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_client_connections: i32,
