@@ -6,7 +6,7 @@
 //! on the way out.
 
 mod http;
-mod lease;
+pub mod lease;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
