@@ -9,24 +9,26 @@ use ensemble::operator::lease::LeaseLock;
 use ensemble::telemetry::{ErrorClass, Metrics};
 use support::fake_api::FakeApi;
 
+/// Two operator replicas competing for the same Lease.
+fn two_replicas(api: &std::sync::Arc<FakeApi>) -> (LeaseLock, LeaseLock) {
+    let lock = |identity| {
+        LeaseLock::new(
+            api.client(),
+            "ensemble-system",
+            "ensemble-operator",
+            identity,
+        )
+    };
+    (lock("operator-a"), lock("operator-b"))
+}
+
 const LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/ensemble-system/leases/ensemble-operator";
 
 #[tokio::test]
 async fn one_replica_holds_the_lease_until_it_hands_it_over() {
     let api = FakeApi::new();
-    let a = LeaseLock::new(
-        api.client(),
-        "ensemble-system",
-        "ensemble-operator",
-        "operator-a",
-    );
-    let b = LeaseLock::new(
-        api.client(),
-        "ensemble-system",
-        "ensemble-operator",
-        "operator-b",
-    );
+    let (a, b) = two_replicas(&api);
 
     assert!(
         a.try_acquire_or_renew().await.expect("a asks"),
@@ -58,18 +60,7 @@ async fn one_replica_holds_the_lease_until_it_hands_it_over() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over() {
     let api = FakeApi::new();
-    let a = LeaseLock::new(
-        api.client(),
-        "ensemble-system",
-        "ensemble-operator",
-        "operator-a",
-    );
-    let b = LeaseLock::new(
-        api.client(),
-        "ensemble-system",
-        "ensemble-operator",
-        "operator-b",
-    );
+    let (a, b) = two_replicas(&api);
     assert!(a.try_acquire_or_renew().await.expect("a asks"));
     // operator-a stops renewing: its last renewal is now older than the Lease's duration.
     api.update(LEASE, |lease| {

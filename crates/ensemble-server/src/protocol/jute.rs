@@ -71,6 +71,16 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
+    /// A bool that older peers leave out at the end of a record (the connect handshake's
+    /// `readOnly`): `None` when the record ends here.
+    pub fn read_trailing_bool(&mut self) -> Result<Option<bool>, DecodeError> {
+        if self.is_empty() {
+            Ok(None)
+        } else {
+            self.read_bool().map(Some)
+        }
+    }
+
     /// Fails unless every byte was consumed.
     pub fn finish(&self) -> Result<(), DecodeError> {
         match self.remaining() {

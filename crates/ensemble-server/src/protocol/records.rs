@@ -227,11 +227,7 @@ impl Record for ConnectRequest {
             time_out: r.read_i32()?,
             session_id: r.read_i64()?,
             passwd: r.read_bytes()?,
-            read_only: if r.is_empty() {
-                None
-            } else {
-                Some(r.read_bool()?)
-            },
+            read_only: r.read_trailing_bool()?,
         })
     }
 
@@ -266,11 +262,7 @@ impl Record for ConnectResponse {
             time_out: r.read_i32()?,
             session_id: r.read_i64()?,
             passwd: r.read_bytes()?,
-            read_only: if r.is_empty() {
-                None
-            } else {
-                Some(r.read_bool()?)
-            },
+            read_only: r.read_trailing_bool()?,
         })
     }
 
