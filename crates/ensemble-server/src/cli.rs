@@ -1,12 +1,15 @@
 //! The `ensemble server` and `ensemble local` subcommands, ready for the root binary
 //! to wire into its clap parser.
 //!
-//! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]), binds
-//! `0.0.0.0:clientPort` and serves until Ctrl-C. [`run_local`] runs an ensemble on
-//! 127.0.0.1; only `--members 1` exists until replication lands (other sizes are a
-//! [`CliError::MembersUnsupported`]). Its first line on stdout is the connection
-//! string. Data is kept in memory only for now; `--data-dir` is accepted for the
-//! interface's sake.
+//! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]), recovers
+//! the member's data directory, binds `0.0.0.0:clientPort` and serves until Ctrl-C.
+//! [`run_local`] runs an ensemble on 127.0.0.1; only `--members 1` exists until
+//! replication lands (other sizes are a [`CliError::MembersUnsupported`]). With
+//! `--data-dir D` member `i` keeps its data in `D/member-i`, so a second run on the
+//! same directory finds it; without, data lives in memory. Its first line on stdout
+//! is the connection string, printed once the member has recovered and listens.
+//! Every startup failure (configuration, data directory, port) is an error that
+//! names what failed, before anything is served.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ServerConfig};
-use crate::server::{self, ServerError};
+use crate::server::{Member, ServerError};
 
 /// `ensemble server`.
 #[derive(Debug, Clone, clap::Args)]
@@ -35,7 +38,8 @@ pub struct LocalArgs {
     /// Client port of the first member; member i listens on this port + i.
     #[arg(long, default_value_t = 2181)]
     pub client_port: u16,
-    /// Directory for the members' data (not yet used: data is in memory).
+    /// Directory for the members' data (member i uses DIR/member-i); without it,
+    /// data is kept in memory and lost on exit.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
@@ -101,13 +105,11 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     for key in &config.ignored_keys {
         tracing::warn!(key = %key, "ignoring unknown configuration key");
     }
-    let listener = bind(SocketAddr::from((
-        Ipv4Addr::UNSPECIFIED,
-        config.client_port,
-    )))
-    .await?;
-    tracing::info!(port = config.client_port, "serving clients");
-    server::run(listener, config, ctrl_c_token()).await?;
+    let port = config.client_port;
+    let member = Member::open(config)?;
+    let listener = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await?;
+    tracing::info!(port, "serving clients");
+    member.serve(listener, ctrl_c_token()).await?;
     Ok(())
 }
 
@@ -116,20 +118,17 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     if args.members != 1 {
         return Err(CliError::MembersUnsupported(args.members));
     }
-    if args.data_dir.is_some() {
-        tracing::warn!("--data-dir is not used yet: this build keeps data in memory");
-    }
+    let member = Member::open(ServerConfig {
+        client_port: args.client_port,
+        data_dir: args.data_dir.map(|dir| dir.join("member-1")),
+        ..ServerConfig::default()
+    })?;
     let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
     let port = listener
         .local_addr()
         .map_or(args.client_port, |addr| addr.port());
-    let config = ServerConfig {
-        client_port: port,
-        data_dir: args.data_dir,
-        ..ServerConfig::default()
-    };
     println!("127.0.0.1:{port}");
-    server::run(listener, config, ctrl_c_token()).await?;
+    member.serve(listener, ctrl_c_token()).await?;
     Ok(())
 }
 
@@ -147,6 +146,24 @@ mod tests {
         .await
         .expect_err("not built yet");
         assert!(err.to_string().contains("replication is not built yet"));
+    }
+
+    #[tokio::test]
+    async fn an_unusable_data_directory_is_named() {
+        let file = std::env::temp_dir().join(format!("ensemble-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, b"").expect("temp file");
+        let err = run_local(LocalArgs {
+            members: 1,
+            client_port: 0,
+            data_dir: Some(file.clone()),
+        })
+        .await
+        .expect_err("a file is not a directory");
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(file);
     }
 
     #[tokio::test]

@@ -51,8 +51,20 @@ pub struct ServerConfig {
     pub four_letter_words: BTreeSet<String>,
     /// `extendedTypesEnabled`: allows TTL nodes.
     pub extended_types_enabled: bool,
-    /// `dataDir` (not used until persistence lands).
+    /// `dataDir`: where the transaction log and snapshots live. Without one the
+    /// member keeps its data in memory only (`ensemble local` without `--data-dir`).
     pub data_dir: Option<PathBuf>,
+    /// `snapCount`: transactions between snapshots (ZooKeeper's default 100000).
+    pub snap_count: u64,
+    /// `autopurge.snapRetainCount`: snapshots kept, with the logs needed after the
+    /// oldest of them (at least 3, as in ZooKeeper).
+    pub snap_retain_count: usize,
+    /// `znode.container.checkIntervalMs`: how often empty containers and expired
+    /// TTL nodes are looked for.
+    pub container_check_interval_ms: u64,
+    /// `znode.container.maxNeverUsedIntervalMs`: a container that never had children
+    /// is deleted after this long (0 = never).
+    pub container_max_never_used_ms: i64,
     /// `admin.serverPort` in ZooKeeper; `adminPort` here.
     pub admin_port: u16,
     /// `peerPort`: the Raft port.
@@ -83,6 +95,10 @@ impl Default for ServerConfig {
                 .collect(),
             extended_types_enabled: false,
             data_dir: None,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            container_check_interval_ms: 60_000,
+            container_max_never_used_ms: 0,
             admin_port: 8080,
             peer_port: 2888,
             peer_address_template: None,
@@ -160,6 +176,22 @@ impl ServerConfig {
                     cfg.extended_types_enabled = parse("extendedTypesEnabled", value)?
                 }
                 "dataDir" => cfg.data_dir = Some(PathBuf::from(value)),
+                "snapCount" => {
+                    cfg.snap_count = u64::try_from(positive("snapCount", value)?).unwrap_or(1)
+                }
+                "autopurge.snapRetainCount" => {
+                    let retain: usize = parse("autopurge.snapRetainCount", value)?;
+                    cfg.snap_retain_count = retain.max(3);
+                }
+                "znode.container.checkIntervalMs" => {
+                    cfg.container_check_interval_ms =
+                        u64::try_from(positive("znode.container.checkIntervalMs", value)?)
+                            .unwrap_or(1)
+                }
+                "znode.container.maxNeverUsedIntervalMs" => {
+                    cfg.container_max_never_used_ms =
+                        parse("znode.container.maxNeverUsedIntervalMs", value)?
+                }
                 "adminPort" => cfg.admin_port = parse("adminPort", value)?,
                 "peerPort" => cfg.peer_port = parse("peerPort", value)?,
                 "peerAddressTemplate" => cfg.peer_address_template = Some(value.to_owned()),

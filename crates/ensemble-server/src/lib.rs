@@ -10,7 +10,9 @@
 //! - [`config`]: the zoo.cfg-style settings of one member.
 //!
 //! On top of them, with I/O:
-//! - [`server`]: the tokio network layer of one member (in memory for now).
+//! - [`storage`]: the transaction log and snapshots in a data directory, and
+//!   recovery from them.
+//! - [`server`]: the tokio network layer of one member.
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
 
 pub mod cli;
@@ -18,5 +20,6 @@ pub mod config;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod storage;
 pub mod tree;
 pub mod watches;

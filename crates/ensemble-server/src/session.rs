@@ -1,10 +1,15 @@
 //! The session table: which sessions exist, their passwords, negotiated timeouts,
 //! deadlines and authenticated ids.
 //!
-//! Contract, all pure (the clock and the random password are passed in):
+//! Contract, all pure (the clock and the secret are passed in):
 //! - [`SessionTable::create`] allocates an id (ZooKeeper's layout: the server id in
 //!   the top byte, a time-seeded counter below it), clamps the requested timeout to
 //!   `[min, max]` and sets the deadline to `now + timeout`.
+//! - A session's password is derived from its id and the member's secret
+//!   ([`SessionTable::password`]), as ZooKeeper derives it from the id and a seed,
+//!   so a session restored after a restart ([`SessionTable::restore`]) accepts the
+//!   password its client already holds. Unlike ZooKeeper's fixed seed, the secret
+//!   is random per data directory, so a password cannot be computed from an id.
 //! - [`SessionTable::touch`] moves a live session's deadline forward; every request
 //!   and ping does this.
 //! - [`SessionTable::reconnect`] resumes a session given its id and password; an
@@ -18,6 +23,8 @@
 use std::collections::BTreeMap;
 
 use thiserror::Error;
+
+use sha1::{Digest, Sha1};
 
 use crate::protocol::Id;
 use crate::tree::Txn;
@@ -54,6 +61,7 @@ pub struct Session {
 /// See the module contract.
 #[derive(Debug, Clone)]
 pub struct SessionTable {
+    secret: Vec<u8>,
     min_timeout_ms: i32,
     max_timeout_ms: i32,
     next_id: i64,
@@ -64,10 +72,17 @@ impl SessionTable {
     /// A table for server `server_id`, whose ids start from `seed_ms` (wall-clock
     /// milliseconds) so that ids differ across restarts, as ZooKeeper's
     /// `SessionTrackerImpl.initializeNextSessionId` arranges.
-    pub fn new(server_id: u8, seed_ms: i64, min_timeout_ms: i32, max_timeout_ms: i32) -> Self {
+    pub fn new(
+        server_id: u8,
+        seed_ms: i64,
+        secret: &[u8],
+        min_timeout_ms: i32,
+        max_timeout_ms: i32,
+    ) -> Self {
         let low = ((seed_ms as u64) << 24) >> 8;
         let next_id = (low | (u64::from(server_id) << 56)) as i64;
         Self {
+            secret: secret.to_vec(),
             min_timeout_ms,
             max_timeout_ms: max_timeout_ms.max(min_timeout_ms),
             next_id: next_id.max(1),
@@ -80,19 +95,36 @@ impl SessionTable {
         requested_ms.clamp(self.min_timeout_ms, self.max_timeout_ms)
     }
 
+    /// The password of session `id`: the first bytes of `sha1(secret || id)`.
+    pub fn password(&self, id: i64) -> [u8; PASSWORD_LEN] {
+        let digest = Sha1::new()
+            .chain_update(&self.secret)
+            .chain_update(id.to_be_bytes())
+            .finalize();
+        let mut password = [0; PASSWORD_LEN];
+        password.copy_from_slice(&digest[..PASSWORD_LEN]);
+        password
+    }
+
     /// Opens a new session; returns it.
-    pub fn create(
-        &mut self,
-        requested_timeout_ms: i32,
-        password: [u8; PASSWORD_LEN],
-        now_ms: i64,
-    ) -> &Session {
+    pub fn create(&mut self, requested_timeout_ms: i32, now_ms: i64) -> &Session {
         let mut id = self.next_id;
         while id == 0 || self.sessions.contains_key(&id) {
             id = id.wrapping_add(1);
         }
         self.next_id = id.wrapping_add(1);
         let timeout_ms = self.clamp_timeout(requested_timeout_ms);
+        self.insert(id, timeout_ms, now_ms)
+    }
+
+    /// Brings back a session known from the data directory with a full timeout, as
+    /// ZooKeeper does after a restart: its client may reconnect until it expires.
+    pub fn restore(&mut self, id: i64, timeout_ms: i32, now_ms: i64) {
+        self.insert(id, timeout_ms, now_ms);
+    }
+
+    fn insert(&mut self, id: i64, timeout_ms: i32, now_ms: i64) -> &Session {
+        let password = self.password(id);
         self.sessions.entry(id).or_insert(Session {
             id,
             password,
@@ -187,17 +219,15 @@ impl SessionTable {
 mod tests {
     use super::*;
 
-    const PW: [u8; PASSWORD_LEN] = [7; PASSWORD_LEN];
-
     fn table() -> SessionTable {
-        SessionTable::new(1, 1_700_000_000_000, 4_000, 40_000)
+        SessionTable::new(1, 1_700_000_000_000, b"secret", 4_000, 40_000)
     }
 
     #[test]
     fn ids_carry_the_server_id_and_are_unique() {
         let mut t = table();
-        let a = t.create(10_000, PW, 0).id;
-        let b = t.create(10_000, PW, 0).id;
+        let a = t.create(10_000, 0).id;
+        let b = t.create(10_000, 0).id;
         assert_ne!(a, b);
         assert_eq!((a as u64) >> 56, 1);
         assert_eq!(t.len(), 2);
@@ -206,15 +236,15 @@ mod tests {
     #[test]
     fn timeouts_are_clamped() {
         let mut t = table();
-        assert_eq!(t.create(1, PW, 0).timeout_ms, 4_000);
-        assert_eq!(t.create(100_000, PW, 0).timeout_ms, 40_000);
-        assert_eq!(t.create(10_000, PW, 0).timeout_ms, 10_000);
+        assert_eq!(t.create(1, 0).timeout_ms, 4_000);
+        assert_eq!(t.create(100_000, 0).timeout_ms, 40_000);
+        assert_eq!(t.create(10_000, 0).timeout_ms, 10_000);
     }
 
     #[test]
     fn touch_postpones_expiry() {
         let mut t = table();
-        let id = t.create(5_000, PW, 0).id;
+        let id = t.create(5_000, 0).id;
         assert!(t.touch(id, 4_000));
         assert!(t.expire(8_000).is_empty());
         assert_eq!(t.expire(9_001), vec![Txn::CloseSession { session_id: id }]);
@@ -225,27 +255,41 @@ mod tests {
     #[test]
     fn reconnect_checks_password_and_liveness() {
         let mut t = table();
-        let id = t.create(5_000, PW, 0).id;
-        assert_eq!(t.reconnect(id, &PW, 1_000), Ok(5_000));
+        let id = t.create(5_000, 0).id;
+        let pw = t.password(id);
+        assert_eq!(t.reconnect(id, &pw, 1_000), Ok(5_000));
         assert_eq!(
             t.reconnect(id, &[0; PASSWORD_LEN], 1_000),
             Err(ReconnectError::WrongPassword(id))
         );
         assert_eq!(
-            t.reconnect(42, &PW, 1_000),
+            t.reconnect(42, &pw, 1_000),
             Err(ReconnectError::Unknown(42))
         );
         // Past the deadline but before the next expiry pass: still refused.
         assert_eq!(
-            t.reconnect(id, &PW, 7_000),
+            t.reconnect(id, &pw, 7_000),
             Err(ReconnectError::Unknown(id))
         );
     }
 
     #[test]
+    fn passwords_depend_on_the_secret_and_survive_a_restore() {
+        let mut t = table();
+        let id = t.create(5_000, 0).id;
+        let pw = t.password(id);
+        let mut restarted = table();
+        restarted.restore(id, 5_000, 100);
+        assert_eq!(restarted.reconnect(id, &pw, 200), Ok(5_000));
+        let other = SessionTable::new(1, 1_700_000_000_000, b"other", 4_000, 40_000);
+        assert_ne!(other.password(id), pw);
+        assert_ne!(t.password(id + 1), pw);
+    }
+
+    #[test]
     fn close_and_auth() {
         let mut t = table();
-        let id = t.create(5_000, PW, 0).id;
+        let id = t.create(5_000, 0).id;
         let digest = Id::new("digest", "u:x");
         t.add_auth(id, [digest.clone(), digest.clone()]);
         assert_eq!(t.get(id).map(|s| s.auth.clone()), Some(vec![digest]));

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ensemble_server::config::ServerConfig;
 use ensemble_server::protocol::{
-    Acl, ConnectRequest, ConnectResponse, CreateRequest, ErrorCode, Record, ReplyHeader, Request,
+    response::decode_reply_header, Acl, ConnectRequest, ConnectResponse, CreateRequest,
+    DeleteRequest, ErrorCode, GetDataRequest, GetDataResponse, Record, ReplyHeader, Request,
+    SetDataRequest,
 };
 use ensemble_server::server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -482,5 +484,64 @@ async fn unknown_opcode_is_answered_and_the_connection_lives_on() {
     let reply = read_frame(&mut raw).await.expect("pong");
     let header = ReplyHeader::from_bytes(&reply).expect("header only");
     assert_eq!((header.xid, header.err), (-2, 0));
+    server.stop().await;
+}
+
+/// Requests sent back to back without waiting: replies come in request order and
+/// each read sees the session's own earlier writes, though those wait for the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_reads_see_the_sessions_earlier_writes() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let (mut raw, _) = raw_connect(server.addr, Some(false)).await;
+    let get = |xid| {
+        Request::GetData(GetDataRequest {
+            path: "/p".into(),
+            watch: false,
+        })
+        .encode_frame(xid)
+    };
+    let mut burst = Vec::new();
+    burst.extend(
+        Request::Create(CreateRequest {
+            path: "/p".into(),
+            data: Some(b"v1".to_vec()),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        })
+        .encode_frame(1),
+    );
+    burst.extend(get(2));
+    burst.extend(
+        Request::SetData(SetDataRequest {
+            path: "/p".into(),
+            data: Some(b"v2".to_vec()),
+            version: 0,
+        })
+        .encode_frame(3),
+    );
+    burst.extend(get(4));
+    burst.extend(
+        Request::Delete(DeleteRequest {
+            path: "/p".into(),
+            version: 1,
+        })
+        .encode_frame(5),
+    );
+    burst.extend(get(6));
+    raw.write_all(&burst).await.expect("write the burst");
+
+    let mut replies = Vec::new();
+    for _ in 0..6 {
+        let frame = read_frame(&mut raw).await.expect("reply");
+        let (header, body) = decode_reply_header(&frame).expect("header");
+        replies.push((header.xid, header.err, body.to_vec()));
+    }
+    let xids: Vec<i32> = replies.iter().map(|r| r.0).collect();
+    assert_eq!(xids, [1, 2, 3, 4, 5, 6], "replies in request order");
+    let errs: Vec<i32> = replies.iter().map(|r| r.1).collect();
+    assert_eq!(errs, [0, 0, 0, 0, 0, ErrorCode::NoNode.code()]);
+    let data = |body: &[u8]| GetDataResponse::from_bytes(body).expect("getData").data;
+    assert_eq!(data(&replies[1].2), Some(b"v1".to_vec()));
+    assert_eq!(data(&replies[3].2), Some(b"v2".to_vec()));
     server.stop().await;
 }

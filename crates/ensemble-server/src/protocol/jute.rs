@@ -38,6 +38,9 @@ pub enum DecodeError {
     MixedMulti,
     #[error("invalid multi result type {0}")]
     InvalidMultiResult(i32),
+    /// A tag of one of our own binary forms (log records, transactions).
+    #[error("unknown {kind} tag {tag}")]
+    UnknownTag { kind: &'static str, tag: i32 },
 }
 
 /// Reads jute primitives from a byte slice.

@@ -28,8 +28,8 @@ use crate::session::PASSWORD_LEN;
 use crate::tree::{Origin, Txn};
 
 use super::four_letter;
-use super::handler::{handle, Caller};
-use super::state::{ConnId, Outbound, State};
+use super::handler::{submit, Caller};
+use super::state::{ConnId, Finish, Outbound, Ready, State};
 use super::Shared;
 
 /// Why a connection is being closed, for the log.
@@ -159,48 +159,54 @@ impl Connection {
         }
         let now = state.now_ms();
         let read_only = request.read_only.map(|_| false);
-        let accepted = if request.session_id == 0 {
-            let password: [u8; PASSWORD_LEN] = rand::random();
-            let session = state
-                .sessions
-                .create(request.time_out, password, now)
-                .clone();
-            state.commit(
-                &Origin::system(),
-                &Txn::CreateSession {
+        let response = |session_id, time_out, passwd| {
+            encode_connect_response(&ConnectResponse {
+                protocol_version: 0,
+                time_out,
+                session_id,
+                passwd,
+                read_only,
+            })
+        };
+        if request.session_id == 0 {
+            let session = state.sessions.create(request.time_out, now).clone();
+            state.attach_session(session.id, self.id);
+            self.session_id = Some(session.id);
+            // The session exists for clients once its creation is durable.
+            let frame = response(session.id, session.timeout_ms, session.password.to_vec());
+            let finish: Finish = Box::new(move |_, _| Ready {
+                frame,
+                close: false,
+            });
+            state.propose(
+                Origin::system(),
+                Txn::CreateSession {
                     session_id: session.id,
                     timeout_ms: session.timeout_ms,
                 },
+                Some((self.id, finish)),
             );
-            Ok((session.id, session.timeout_ms, password.to_vec()))
-        } else {
-            state
-                .sessions
-                .reconnect(request.session_id, &request.passwd, now)
-                .map(|timeout| (request.session_id, timeout, request.passwd.clone()))
-        };
-        match accepted {
-            Ok((session_id, time_out, passwd)) => {
-                state.attach_session(session_id, self.id);
-                self.session_id = Some(session_id);
-                let frame = encode_connect_response(&ConnectResponse {
-                    protocol_version: 0,
-                    time_out,
-                    session_id,
-                    passwd,
-                    read_only,
-                });
-                let _ = self.outbox.send(Outbound::Frame(frame));
+            return Stop::Continue;
+        }
+        match state
+            .sessions
+            .reconnect(request.session_id, &request.passwd, now)
+        {
+            Ok(time_out) => {
+                state.attach_session(request.session_id, self.id);
+                self.session_id = Some(request.session_id);
+                let frame = response(request.session_id, time_out, request.passwd.clone());
+                state.respond(
+                    self.id,
+                    Ready {
+                        frame,
+                        close: false,
+                    },
+                );
                 Stop::Continue
             }
             Err(refused) => {
-                let frame = encode_connect_response(&ConnectResponse {
-                    protocol_version: 0,
-                    time_out: 0,
-                    session_id: 0,
-                    passwd: vec![0; PASSWORD_LEN],
-                    read_only,
-                });
+                let frame = response(0, 0, vec![0; PASSWORD_LEN]);
                 let _ = self.outbox.send(Outbound::Frame(frame));
                 Stop::Close(refused.to_string())
             }
@@ -215,15 +221,22 @@ impl Connection {
             Err(DecodeError::UnknownOpCode(_)) => {
                 match RequestHeader::read(&mut Reader::new(body)).ok() {
                     Some(header) => {
+                        let mut state = lock(&self.shared.state);
                         let frame = encode_reply(
                             &ReplyHeader {
                                 xid: header.xid,
-                                zxid: lock(&self.shared.state).tree.last_zxid(),
+                                zxid: state.tree.last_zxid(),
                                 err: ErrorCode::Unimplemented.code(),
                             },
                             &Response::Empty,
                         );
-                        let _ = self.outbox.send(Outbound::Frame(frame));
+                        state.respond(
+                            self.id,
+                            Ready {
+                                frame,
+                                close: false,
+                            },
+                        );
                         return Stop::Continue;
                     }
                     None => return Stop::Close("malformed request header".into()),
@@ -236,21 +249,7 @@ impl Connection {
             session_id,
             ip: Id::new("ip", self.peer.ip().to_string()),
         };
-        let handled = {
-            let mut state = lock(&self.shared.state);
-            handle(
-                &mut state,
-                &caller,
-                self.shared.config.super_digest.as_deref(),
-                header.xid,
-                request,
-            )
-        };
-        let _ = self.outbox.send(Outbound::Frame(handled.frame));
-        if handled.close {
-            Stop::Close("closed after the reply (closeSession or failed auth)".into())
-        } else {
-            Stop::Continue
-        }
+        submit(&mut lock(&self.shared.state), caller, header.xid, request);
+        Stop::Continue
     }
 }

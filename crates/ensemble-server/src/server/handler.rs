@@ -1,11 +1,15 @@
 //! Executing one decoded request of a connected session against the shared state.
 //!
-//! Contract: [`handle`] runs under the state lock, synchronously, and returns the
-//! reply frame plus whether the connection must close after it. Writes become one
-//! [`Txn`] through [`State::commit`]; reads check READ permission with the session's
-//! ids (exists, like ZooKeeper's, checks none) and register watches only on
-//! success (exists also on a missing node). The reply's zxid is the tree's last
-//! zxid after the request. Errors are replies with a `KeeperException.Code`.
+//! Contract: [`submit`] is the entry point for a connection's requests, in order.
+//! A request that is not a write, arriving while earlier writes of its connection
+//! are still waiting to be applied, is deferred ([`State::defer`]) and run by
+//! [`drain`] once they are; everything else runs now through [`handle`], under the
+//! state lock, synchronously. Writes become one [`Txn`] proposed through
+//! [`State::propose`], whose reply is built when it is applied; reads check READ
+//! permission with the session's ids (exists, like ZooKeeper's, checks none) and
+//! register watches only on success (exists also on a missing node). A write's
+//! reply carries its zxid, any other reply the tree's last zxid. Errors are
+//! replies with a `KeeperException.Code`.
 
 use crate::protocol::{
     encode_reply, perms, AddWatchMode, ClientInfo, Create2Response, CreateResponse, ErrorCode,
@@ -13,9 +17,9 @@ use crate::protocol::{
     GetChildrenResponse, GetDataResponse, GetEphemeralsResponse, Id, MultiOp, MultiResult, OpCode,
     ReplyHeader, Request, Response, SetWatches2, Stat, SyncResponse, WatcherType, WhoAmIResponse,
 };
-use crate::tree::{acl, path, CreateKind, Done, Origin, Outcome, Txn};
+use crate::tree::{acl, path, CreateKind, Done, Origin, Outcome, Txn, TxnResult};
 
-use super::state::{ConnId, State};
+use super::state::{ConnId, Deferred, Ready, Slot, State};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -26,38 +30,92 @@ pub(crate) struct Caller {
     pub ip: Id,
 }
 
-/// What to send back.
-pub(crate) struct Handled {
-    pub frame: Vec<u8>,
-    pub close: bool,
-}
-
 type Reply = Result<Response, ErrorCode>;
 
-/// See the module contract.
+/// Whether a request becomes a transaction (and so may be proposed while earlier
+/// writes of its connection wait).
+fn is_write(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Create(_)
+            | Request::Create2(_)
+            | Request::CreateContainer(_)
+            | Request::CreateTtl(_)
+            | Request::Delete(_)
+            | Request::SetData(_)
+            | Request::SetAcl(_)
+            | Request::Check(_)
+            | Request::Multi(_)
+            | Request::CloseSession
+    )
+}
+
+/// Runs or defers one request of a connection; see the module contract.
+pub(crate) fn submit(state: &mut State, caller: Caller, xid: i32, request: Request) {
+    let conn = caller.conn;
+    if !is_write(&request) && state.is_busy(conn) {
+        state.defer(
+            conn,
+            Deferred {
+                caller,
+                xid,
+                request,
+            },
+        );
+        return;
+    }
+    if let Some(ready) = handle(state, &caller, xid, request) {
+        state.respond(conn, ready);
+    }
+}
+
+/// Sends what is ready at the head of `conn`'s queue and runs the deferred
+/// requests that no longer wait for a write.
+pub(crate) fn drain(state: &mut State, conn: ConnId) {
+    while let Some(slot) = state.pop_unblocked(conn) {
+        match slot {
+            Slot::Ready(ready) => state.send_ready(conn, ready),
+            // It was at the head, so its reply goes out now, ahead of the rest.
+            Slot::Deferred(d) => {
+                if let Some(ready) = handle(state, &d.caller, d.xid, d.request) {
+                    state.send_ready(conn, ready);
+                }
+            }
+            Slot::Awaiting => unreachable!("pop_unblocked never returns a waiting slot"),
+        }
+    }
+}
+
+/// Runs one request now. Returns its reply, or `None` when it was proposed and
+/// the reply will come when it is applied.
 pub(crate) fn handle(
     state: &mut State,
     caller: &Caller,
-    super_digest: Option<&str>,
     xid: i32,
     request: Request,
-) -> Handled {
+) -> Option<Ready> {
     let now = state.now_ms();
     if !state.sessions.touch(caller.session_id, now) {
-        return finish(state, xid, Err(ErrorCode::SessionExpired), true);
+        return Some(ready(state, xid, Err(ErrorCode::SessionExpired), true));
     }
     let origin = origin(state, caller);
     let mut close = false;
+    let proposer = Proposer {
+        conn: caller.conn,
+        xid,
+    };
     let reply: Reply = match request {
         Request::Ping => Ok(Response::Empty),
         Request::CloseSession => {
-            state.close_session(caller.session_id);
-            close = true;
-            Ok(Response::Empty)
+            state.close_session(
+                caller.session_id,
+                Some(proposer.finish(|_| Ok(Response::Empty), true)),
+            );
+            return None;
         }
         Request::Auth(packet) => match packet.scheme.as_str() {
             "digest" => {
-                let ids = acl::authenticate_digest(&packet.auth.0, super_digest);
+                let ids = acl::authenticate_digest(&packet.auth.0, state.super_digest.as_deref());
                 state.sessions.add_auth(caller.session_id, ids);
                 Ok(Response::Empty)
             }
@@ -68,85 +126,62 @@ pub(crate) fn handle(
                 Err(ErrorCode::AuthFailed)
             }
         },
-        Request::Create(r) => create(
-            state,
-            &origin,
-            OpCode::Create,
-            r.path,
-            r.data,
-            r.acl,
-            r.flags,
-            None,
-        ),
-        Request::Create2(r) => create(
-            state,
-            &origin,
-            OpCode::Create2,
-            r.path,
-            r.data,
-            r.acl,
-            r.flags,
-            None,
-        ),
-        Request::CreateContainer(r) => create(
-            state,
-            &origin,
-            OpCode::CreateContainer,
-            r.path,
-            r.data,
-            r.acl,
-            r.flags,
-            None,
-        ),
-        Request::CreateTtl(r) => create(
-            state,
-            &origin,
-            OpCode::CreateTtl,
-            r.path,
-            r.data,
-            r.acl,
-            r.flags,
-            Some(r.ttl),
-        ),
-        Request::Delete(r) => write(
-            state,
-            &origin,
-            Txn::Delete {
+        Request::Create(r) => {
+            let txn = create_txn(OpCode::Create, r.path, r.data, r.acl, r.flags, None);
+            return proposer.propose(state, origin, txn, created(OpCode::Create));
+        }
+        Request::Create2(r) => {
+            let txn = create_txn(OpCode::Create2, r.path, r.data, r.acl, r.flags, None);
+            return proposer.propose(state, origin, txn, created(OpCode::Create2));
+        }
+        Request::CreateContainer(r) => {
+            let op = OpCode::CreateContainer;
+            let txn = create_txn(op, r.path, r.data, r.acl, r.flags, None);
+            return proposer.propose(state, origin, txn, created(op));
+        }
+        Request::CreateTtl(r) => {
+            let op = OpCode::CreateTtl;
+            let txn = create_txn(op, r.path, r.data, r.acl, r.flags, Some(r.ttl));
+            return proposer.propose(state, origin, txn, created(op));
+        }
+        Request::Delete(r) => {
+            let txn = Txn::Delete {
                 path: r.path,
                 version: r.version,
-            },
-        )
-        .map(|_| Response::Empty),
-        Request::SetData(r) => write(
-            state,
-            &origin,
-            Txn::SetData {
+            };
+            return proposer.propose(state, origin, txn, |_| Ok(Response::Empty));
+        }
+        Request::SetData(r) => {
+            let txn = Txn::SetData {
                 path: r.path,
                 data: r.data,
                 version: r.version,
-            },
-        )
-        .and_then(done_stat),
-        Request::SetAcl(r) => write(
-            state,
-            &origin,
-            Txn::SetAcl {
+            };
+            return proposer.propose(state, origin, txn, done_stat);
+        }
+        Request::SetAcl(r) => {
+            let txn = Txn::SetAcl {
                 path: r.path,
                 acl: r.acl,
                 version: r.version,
-            },
-        )
-        .and_then(done_stat),
-        Request::Check(r) => write(
-            state,
-            &origin,
-            Txn::Check {
+            };
+            return proposer.propose(state, origin, txn, done_stat);
+        }
+        Request::Check(r) => {
+            let txn = Txn::Check {
                 path: r.path,
                 version: r.version,
-            },
-        )
-        .and_then(done_stat),
-        Request::Multi(ops) => multi(state, &origin, ops),
+            };
+            return proposer.propose(state, origin, txn, done_stat);
+        }
+        Request::Multi(ops) => match multi_txn(ops) {
+            Ok((codes, txn)) => {
+                return proposer.propose_with(state, origin, txn, move |result| {
+                    multi_results(codes, result)
+                })
+            }
+            Err(code) => Err(code),
+        },
         Request::MultiRead(ops) => multi_read(state, caller, &origin, ops),
         Request::Exists(r) => exists(state, caller, &r.path, r.watch),
         Request::GetData(r) => get_data(state, caller, &origin, &r.path, r.watch)
@@ -226,22 +261,68 @@ pub(crate) fn handle(
             client_info: origin.auth.iter().map(client_info).collect(),
         })),
     };
-    finish(state, xid, reply, close)
+    Some(ready(state, xid, reply, close))
 }
 
-fn finish(state: &State, xid: i32, reply: Reply, close: bool) -> Handled {
+/// A reply that is not a write's: it carries the tree's last zxid.
+fn ready(state: &State, xid: i32, reply: Reply, close: bool) -> Ready {
+    encode(xid, state.tree.last_zxid(), reply, close)
+}
+
+fn encode(xid: i32, zxid: i64, reply: Reply, close: bool) -> Ready {
     let (err, body) = match reply {
         Ok(body) => (0, body),
         Err(code) => (code.code(), Response::Empty),
     };
-    let header = ReplyHeader {
-        xid,
-        zxid: state.tree.last_zxid(),
-        err,
-    };
-    Handled {
+    let header = ReplyHeader { xid, zxid, err };
+    Ready {
         frame: encode_reply(&header, &body),
         close,
+    }
+}
+
+/// The connection and xid a proposed write answers.
+#[derive(Clone, Copy)]
+struct Proposer {
+    conn: ConnId,
+    xid: i32,
+}
+
+impl Proposer {
+    /// A [`super::state::Finish`] that maps the write's outcome to its reply.
+    fn finish(
+        self,
+        map: impl FnOnce(TxnResult) -> Reply + Send + 'static,
+        close: bool,
+    ) -> (ConnId, super::state::Finish) {
+        let finish = move |zxid, result| encode(self.xid, zxid, map(result), close);
+        (self.conn, Box::new(finish))
+    }
+
+    /// Proposes `txn`; its reply is `map` of the successful result, or the code
+    /// of the failure.
+    fn propose(
+        self,
+        state: &mut State,
+        origin: Origin,
+        txn: Txn,
+        map: impl FnOnce(Done) -> Reply + Send + 'static,
+    ) -> Option<Ready> {
+        self.propose_with(state, origin, txn, |result| match result.outcome {
+            Outcome::Done(done) => map(done),
+            other => Err(other.code()),
+        })
+    }
+
+    fn propose_with(
+        self,
+        state: &mut State,
+        origin: Origin,
+        txn: Txn,
+        map: impl FnOnce(TxnResult) -> Reply + Send + 'static,
+    ) -> Option<Ready> {
+        state.propose(origin, txn, Some(self.finish(map, false)));
+        None
     }
 }
 
@@ -271,13 +352,6 @@ fn valid_path(p: &str) -> Result<(), ErrorCode> {
 
 fn watch_kind(code: i32) -> Result<WatcherType, ErrorCode> {
     WatcherType::from_i32(code).ok_or(ErrorCode::BadArguments)
-}
-
-fn write(state: &mut State, origin: &Origin, txn: Txn) -> Result<Done, ErrorCode> {
-    match state.commit(origin, &txn).1.outcome {
-        Outcome::Done(done) => Ok(done),
-        other => Err(other.code()),
-    }
 }
 
 fn done_stat(done: Done) -> Reply {
@@ -310,18 +384,10 @@ fn create_txn(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn create(
-    state: &mut State,
-    origin: &Origin,
-    op: OpCode,
-    path: String,
-    data: Option<Vec<u8>>,
-    acl: Vec<crate::protocol::Acl>,
-    flags: i32,
-    ttl: Option<i64>,
-) -> Reply {
-    match write(state, origin, create_txn(op, path, data, acl, flags, ttl))? {
+/// The reply to a create of opcode `op`: the path alone for `create`, the path and
+/// stat for the others.
+fn created(op: OpCode) -> impl FnOnce(Done) -> Reply + Send + 'static {
+    move |done| match done {
         Done::Created { path, .. } if op == OpCode::Create => {
             Ok(Response::Create(CreateResponse { path }))
         }
@@ -330,7 +396,8 @@ fn create(
     }
 }
 
-fn multi(state: &mut State, origin: &Origin, ops: Vec<MultiOp>) -> Reply {
+/// The transaction of a write multi, with each op's opcode for its result.
+fn multi_txn(ops: Vec<MultiOp>) -> Result<(Vec<OpCode>, Txn), ErrorCode> {
     let mut codes = Vec::with_capacity(ops.len());
     let mut txns = Vec::with_capacity(ops.len());
     for op in ops {
@@ -363,7 +430,13 @@ fn multi(state: &mut State, origin: &Origin, ops: Vec<MultiOp>) -> Reply {
             MultiOp::GetChildren(_) | MultiOp::GetData(_) => return Err(ErrorCode::BadArguments),
         });
     }
-    let results = match state.commit(origin, &Txn::Multi(txns)).1.outcome {
+    Ok((codes, Txn::Multi(txns)))
+}
+
+/// ZooKeeper's per-op multi results: each op's result on success, each op's code
+/// (`Ok`, the failing code, then `RuntimeInconsistency`) on failure.
+fn multi_results(codes: Vec<OpCode>, result: TxnResult) -> Reply {
+    let results = match result.outcome {
         Outcome::Done(Done::Multi(done)) => codes
             .into_iter()
             .zip(done)

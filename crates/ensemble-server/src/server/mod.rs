@@ -1,15 +1,23 @@
-//! The network layer of one member, in memory: accept client connections and serve
-//! the ZooKeeper protocol until shutdown.
+//! The network layer of one member: accept client connections and serve the
+//! ZooKeeper protocol until shutdown.
 //!
-//! Contract: [`run`] takes a bound listener (tests bind port 0), a [`ServerConfig`]
-//! and a cancellation token. Each connection runs in its own task
-//! ([`connection`]); requests execute against one shared [`state::State`] behind a
-//! mutex, which orders every write ([`state`]); [`handler`] maps requests to reads
-//! and transactions. A periodic task expires sessions every `tickTime`. Connections
-//! beyond `maxClientCnxns` from one IP are closed at once. On shutdown, accepting
-//! stops, every connection closes, every session is closed (its ephemerals removed)
-//! and `run` returns once all connection tasks have ended.
+//! Contract: [`Member::open`] recovers the member's data from its data directory
+//! (or starts empty, in memory, without one) and fails with a clear
+//! [`ServerError`] if the directory is unusable; a member that replayed log
+//! entries writes a fresh snapshot before serving. [`Member::serve`] (or [`run`],
+//! both steps at once) takes a bound listener (tests bind port 0) and a
+//! cancellation token. Each connection runs in its own task ([`connection`]);
+//! requests execute against one shared [`state::State`] behind a mutex
+//! ([`handler`] maps them to reads and transactions); the [`commit`] loop makes
+//! writes durable before they are applied and answered. Periodic tasks expire
+//! sessions every `tickTime` and delete empty containers and expired TTL nodes
+//! every `znode.container.checkIntervalMs`. Connections beyond `maxClientCnxns`
+//! from one IP are closed at once. On shutdown, accepting stops, every connection
+//! closes, every session is closed (its ephemerals removed, durably) and `serve`
+//! returns once all of that is done. A failing transaction log stops the member
+//! with [`ServerError::Log`].
 
+mod commit;
 mod connection;
 mod four_letter;
 mod handler;
@@ -17,7 +25,7 @@ mod state;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -26,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
+use crate::storage::{self, Storage, StorageError};
+use crate::tree::snapshot::snapshot;
+use crate::tree::{DataTree, TreeOptions};
 
 use connection::lock;
 use state::State;
@@ -35,6 +46,12 @@ use state::State;
 pub enum ServerError {
     #[error("accepting client connections failed: {0}")]
     Accept(#[source] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot start the commit thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the transaction log failed; the member stopped (see the log above)")]
+    Log,
 }
 
 /// What every connection task shares.
@@ -98,40 +115,147 @@ fn is_transient(error: &std::io::Error) -> bool {
     ) || matches!(error.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
 }
 
-/// Serves clients on `listener` until `shutdown` is cancelled; see the module contract.
+/// A member recovered and ready to serve; see the module contract.
+pub struct Member {
+    config: ServerConfig,
+    storage: Option<Storage>,
+    tree: DataTree,
+    secret: [u8; storage::SECRET_LEN],
+}
+
+impl Member {
+    /// Recovers the member's data; see the module contract.
+    pub fn open(config: ServerConfig) -> Result<Self, ServerError> {
+        let options = TreeOptions {
+            ttl_enabled: config.extended_types_enabled,
+        };
+        let Some(dir) = config.data_dir.clone() else {
+            return Ok(Self {
+                config,
+                storage: None,
+                tree: DataTree::new(options),
+                secret: rand::random(),
+            });
+        };
+        let (storage, recovered) = Storage::open(&dir, options)?;
+        tracing::info!(
+            dir = %dir.display(),
+            snapshot_zxid = %format!("0x{:x}", recovered.snapshot_zxid),
+            replayed = recovered.replayed,
+            last_zxid = %format!("0x{:x}", recovered.tree.last_zxid()),
+            "recovered the data directory"
+        );
+        if recovered.replayed > 0 {
+            let zxid = recovered.tree.last_zxid();
+            storage::write_snapshot(&dir, zxid, &snapshot(&recovered.tree))
+                .and_then(|()| storage::purge(&dir, config.snap_retain_count))
+                .map_err(|source| StorageError::Io {
+                    dir: dir.clone(),
+                    source,
+                })?;
+        }
+        Ok(Self {
+            config,
+            storage: Some(storage),
+            tree: recovered.tree,
+            secret: recovered.secret,
+        })
+    }
+
+    /// The zxid of the last transaction recovered.
+    pub fn last_zxid(&self) -> i64 {
+        self.tree.last_zxid()
+    }
+
+    /// Serves clients on `listener` until `shutdown` is cancelled.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        serve(self, listener, shutdown).await
+    }
+}
+
+/// [`Member::open`] then [`Member::serve`].
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let tick = Duration::from_millis(u64::from(config.tick_time_ms.max(1)));
+    Member::open(config)?.serve(listener, shutdown).await
+}
+
+/// Runs `tick` under the state lock every `period` until `stop`.
+fn spawn_periodic(
+    tracker: &TaskTracker,
+    shared: &Arc<Shared>,
+    period: Duration,
+    stop: CancellationToken,
+    tick: impl Fn(&mut State) + Send + 'static,
+) {
+    let shared = Arc::clone(shared);
+    tracker.spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = interval.tick() => tick(&mut lock(&shared.state)),
+            }
+        }
+    });
+}
+
+async fn serve(
+    member: Member,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let Member {
+        config,
+        storage,
+        tree,
+        secret,
+    } = member;
     let limiter = ConnectionLimiter {
         max_per_ip: config.max_client_connections,
         counts: Arc::default(),
     };
+    let wake = Arc::new(Condvar::new());
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(&config)),
+        state: Mutex::new(State::new(&config, tree, &secret, Arc::clone(&wake))),
         config,
     });
+    let fatal = CancellationToken::new();
+    let committer = commit::spawn(Arc::clone(&shared), wake, storage, fatal.clone())
+        .map_err(ServerError::Thread)?;
     let tracker = TaskTracker::new();
     let connections = shutdown.child_token();
 
-    let expiry_shared = Arc::clone(&shared);
-    let expiry_stop = connections.clone();
-    tracker.spawn(async move {
-        let mut interval = tokio::time::interval(tick);
-        loop {
-            tokio::select! {
-                () = expiry_stop.cancelled() => break,
-                _ = interval.tick() => lock(&expiry_shared.state).expire_sessions(),
-            }
-        }
-    });
+    let tick = Duration::from_millis(u64::from(shared.config.tick_time_ms.max(1)));
+    spawn_periodic(
+        &tracker,
+        &shared,
+        tick,
+        connections.clone(),
+        State::expire_sessions,
+    );
+    let container_check = Duration::from_millis(shared.config.container_check_interval_ms.max(1));
+    let max_never_used = shared.config.container_max_never_used_ms;
+    spawn_periodic(
+        &tracker,
+        &shared,
+        container_check,
+        connections.clone(),
+        move |state| state.clean_containers(max_never_used),
+    );
 
     let mut next_id: u64 = 0;
     let result = loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
+            () = fatal.cancelled() => break Err(ServerError::Log),
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -161,6 +285,17 @@ pub async fn run(
     connections.cancel();
     tracker.close();
     tracker.wait().await;
-    lock(&shared.state).close_all_sessions();
+    {
+        let mut state = lock(&shared.state);
+        if !fatal.is_cancelled() {
+            state.close_all_sessions();
+        }
+        state.stop();
+    }
+    // The commit loop finishes the session closes before it returns.
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    if fatal.is_cancelled() {
+        return Err(ServerError::Log);
+    }
     result
 }
