@@ -545,3 +545,50 @@ async fn pipelined_reads_see_the_sessions_earlier_writes() {
     assert_eq!(data(&replies[3].2), Some(b"v2".to_vec()));
     server.stop().await;
 }
+
+/// ZooKeeper's ContainerManager: an empty container that had children and an
+/// expired, childless TTL node are deleted by the periodic check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_containers_and_expired_ttl_nodes_are_removed() {
+    let server = TestServer::start(ServerConfig {
+        container_check_interval_ms: 50,
+        extended_types_enabled: true,
+        ..ServerConfig::default()
+    })
+    .await;
+    let client = server.client().await;
+    let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+    client
+        .create("/c", b"", &container)
+        .await
+        .expect("container");
+    client.create("/c/x", b"", &OPEN).await.expect("child");
+    client
+        .create("/never", b"", &container)
+        .await
+        .expect("container");
+    let ttl = zk::CreateMode::Persistent
+        .with_acls(zk::Acls::anyone_all())
+        .with_ttl(Duration::from_millis(300));
+    client.create("/ttl", b"", &ttl).await.expect("ttl node");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        client.check_stat("/c").await.expect("exists").is_some(),
+        "a container with a child stays"
+    );
+    client.delete("/c/x", None).await.expect("delete child");
+    within(async {
+        while client.check_stat("/c").await.expect("exists").is_some()
+            || client.check_stat("/ttl").await.expect("exists").is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        client.check_stat("/never").await.expect("exists").is_some(),
+        "a container that never had children stays"
+    );
+    server.stop().await;
+}
