@@ -293,6 +293,30 @@ async fn digest_auth_and_read_acl() {
         Err(zk::Error::NoAuth)
     );
 
+    // Readable by anyone, administered by alice: others see her hash hidden.
+    let shared = [
+        zk::Acl::new(zk::Permission::READ, zk::AuthId::new("world", "anyone")),
+        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("auth", "")),
+    ];
+    alice
+        .create(
+            "/shared",
+            b"",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::new(&shared)),
+        )
+        .await
+        .expect("create");
+    let digest_of = |acl: &[zk::Acl]| {
+        acl.iter()
+            .find(|a| a.scheme() == "digest")
+            .map(|a| a.id().to_owned())
+            .expect("a digest entry")
+    };
+    let (owner_view, _) = alice.get_acl("/shared").await.expect("owner getACL");
+    let (other_view, _) = eve.get_acl("/shared").await.expect("reader getACL");
+    assert!(digest_of(&owner_view).starts_with("alice:") && digest_of(&owner_view) != "alice:x");
+    assert_eq!(digest_of(&other_view), "alice:x");
+
     drop((alice, eve));
     server.stop().await;
 }

@@ -535,15 +535,23 @@ fn get_children(
     Ok(found)
 }
 
-/// getACL needs READ or ADMIN (ZOOKEEPER-1392).
+/// getACL needs READ or ADMIN (ZOOKEEPER-1392); without ADMIN the password hashes
+/// of digest ids are hidden as `user:x`, as ZooKeeper's FinalRequestProcessor does.
 fn get_acl(state: &State, origin: &Origin, p: &str) -> Reply {
     valid_path(p)?;
     let node = state.tree.node(p).ok_or(ErrorCode::NoNode)?;
     if !acl::allows(&node.acl, perms::READ | perms::ADMIN, &origin.auth) {
         return Err(ErrorCode::NoAuth);
     }
+    let mut acl = node.acl.clone();
+    if !acl::allows(&node.acl, perms::ADMIN, &origin.auth) {
+        for entry in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
+            let user = entry.id.id.split(':').next().unwrap_or_default();
+            entry.id.id = format!("{user}:x");
+        }
+    }
     Ok(Response::GetAcl(GetAclResponse {
-        acl: node.acl.clone(),
+        acl,
         stat: node.stat(),
     }))
 }
