@@ -13,9 +13,11 @@
 //! sessions every `tickTime` and delete empty containers and expired TTL nodes
 //! every `znode.container.checkIntervalMs`. Connections beyond `maxClientCnxns`
 //! from one IP are closed at once. On shutdown, accepting stops, every connection
-//! closes, every session is closed (its ephemerals removed, durably) and `serve`
-//! returns once all of that is done. A failing transaction log stops the member
-//! with [`ServerError::Log`].
+//! closes, what was proposed is made durable and `serve` returns. Sessions are
+//! not closed: like ZooKeeper's, they live in the data and a client may resume
+//! its session (and keep its ephemerals) on the restarted member until it
+//! expires; a restart, rolling or not, must not drop every client's ephemerals.
+//! A failing transaction log stops the member with [`ServerError::Log`].
 
 mod commit;
 mod connection;
@@ -285,14 +287,8 @@ async fn serve(
     connections.cancel();
     tracker.close();
     tracker.wait().await;
-    {
-        let mut state = lock(&shared.state);
-        if !fatal.is_cancelled() {
-            state.close_all_sessions();
-        }
-        state.stop();
-    }
-    // The commit loop finishes the session closes before it returns.
+    lock(&shared.state).stop();
+    // The commit loop finishes what was proposed before it returns.
     let _ = tokio::task::spawn_blocking(move || committer.join()).await;
     if fatal.is_cancelled() {
         return Err(ServerError::Log);

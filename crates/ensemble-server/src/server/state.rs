@@ -329,11 +329,4 @@ impl State {
             self.propose(Origin::system(), Txn::DeleteContainer { path }, None);
         }
     }
-
-    /// Closes every session (graceful shutdown).
-    pub fn close_all_sessions(&mut self) {
-        for session_id in self.sessions.ids() {
-            self.close_session(session_id, None);
-        }
-    }
 }
