@@ -38,6 +38,9 @@ enum Stop {
     /// Keep reading.
     Continue,
     Close(String),
+    /// Stop reading; the connection closes once the replies already queued (the
+    /// last of which closes it) have gone out.
+    AfterReplies(String),
 }
 
 struct Connection {
@@ -95,10 +98,17 @@ pub(crate) async fn serve(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
-                    if let Stop::Close(reason) = conn.process(&mut buf) {
-                        tracing::debug!(conn = id, %peer, %reason, "closing connection");
-                        closing = true;
-                        let _ = conn.outbox.send(Outbound::Close);
+                    match conn.process(&mut buf) {
+                        Stop::Continue => {}
+                        Stop::Close(reason) => {
+                            tracing::debug!(conn = id, %peer, %reason, "closing connection");
+                            closing = true;
+                            let _ = conn.outbox.send(Outbound::Close);
+                        }
+                        Stop::AfterReplies(reason) => {
+                            tracing::debug!(conn = id, %peer, %reason, "closing after the replies");
+                            closing = true;
+                        }
                     }
                 }
             },
@@ -137,7 +147,7 @@ impl Connection {
                 Some(session_id) => self.request(session_id, body),
             };
             buf.drain(..end);
-            if let Stop::Close(_) = stop {
+            if !matches!(stop, Stop::Continue) {
                 return stop;
             }
         }
@@ -217,8 +227,9 @@ impl Connection {
         let (header, request) = match Request::decode(body) {
             Ok(decoded) => decoded,
             // A well-formed request of an operation we do not serve (e.g. SASL) is
-            // answered, so the client's later requests still line up.
-            Err(DecodeError::UnknownOpCode(_)) => {
+            // answered with Unimplemented, then the connection closes, as ZooKeeper's
+            // UnimplementedRequestProcessor does.
+            Err(DecodeError::UnknownOpCode(op)) => {
                 match RequestHeader::read(&mut Reader::new(body)).ok() {
                     Some(header) => {
                         let mut state = lock(&self.shared.state);
@@ -230,14 +241,8 @@ impl Connection {
                             },
                             &Response::Empty,
                         );
-                        state.respond(
-                            self.id,
-                            Ready {
-                                frame,
-                                close: false,
-                            },
-                        );
-                        return Stop::Continue;
+                        state.respond(self.id, Ready { frame, close: true });
+                        return Stop::AfterReplies(format!("unimplemented opcode {op}"));
                     }
                     None => return Stop::Close("malformed request header".into()),
                 }
