@@ -2,10 +2,12 @@
 //! to wire into its clap parser.
 //!
 //! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]), binds
-//! `0.0.0.0:clientPort` and serves until Ctrl-C. [`run_local`] runs an ensemble on
-//! 127.0.0.1; only `--members 1` exists until replication lands (other sizes are a
+//! `0.0.0.0:clientPort` and, if `admin.enableServer`, `0.0.0.0:admin.serverPort`,
+//! and serves until Ctrl-C. [`run_local`] runs an ensemble on 127.0.0.1; only
+//! `--members 1` exists until replication lands (other sizes are a
 //! [`CliError::MembersUnsupported`]). Its first line on stdout is the connection
-//! string. Data is kept in memory only for now; `--data-dir` is accepted for the
+//! string; the admin port (`--admin-port`, 0 = any free port) is announced on
+//! stderr as `admin: http://127.0.0.1:PORT`, never on stdout. Data is kept in memory only for now; `--data-dir` is accepted for the
 //! interface's sake.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,6 +40,10 @@ pub struct LocalArgs {
     /// Directory for the members' data (not yet used: data is in memory).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Admin HTTP port of the first member (/livez, /readyz, /status, /metrics); 0 picks
+    /// a free port.
+    #[arg(long, default_value_t = 8080)]
+    pub admin_port: u16,
 }
 
 /// Why a subcommand failed.
@@ -106,8 +112,20 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
         config.client_port,
     )))
     .await?;
+    let admin = if config.admin_enabled {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.admin_port));
+        let admin = bind(addr).await?;
+        tracing::info!(port = config.admin_port, "serving the admin HTTP port");
+        Some(admin)
+    } else {
+        None
+    };
     tracing::info!(port = config.client_port, "serving clients");
-    server::run(listener, config, ctrl_c_token()).await?;
+    let listeners = server::Listeners {
+        client: listener,
+        admin,
+    };
+    server::run(listeners, config, ctrl_c_token()).await?;
     Ok(())
 }
 
@@ -123,13 +141,23 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     let port = listener
         .local_addr()
         .map_or(args.client_port, |addr| addr.port());
+    let admin = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port))).await?;
+    let admin_port = admin
+        .local_addr()
+        .map_or(args.admin_port, |addr| addr.port());
     let config = ServerConfig {
         client_port: port,
+        admin_port,
         data_dir: args.data_dir,
         ..ServerConfig::default()
     };
     println!("127.0.0.1:{port}");
-    server::run(listener, config, ctrl_c_token()).await?;
+    eprintln!("admin: http://127.0.0.1:{admin_port}");
+    let listeners = server::Listeners {
+        client: listener,
+        admin: Some(admin),
+    };
+    server::run(listeners, config, ctrl_c_token()).await?;
     Ok(())
 }
 
@@ -143,6 +171,7 @@ mod tests {
             members: 3,
             client_port: 0,
             data_dir: None,
+            admin_port: 0,
         })
         .await
         .expect_err("not built yet");

@@ -30,6 +30,7 @@ use crate::tree::{Origin, Txn};
 use super::four_letter;
 use super::handler::{handle, Caller};
 use super::state::{ConnId, Outbound, State};
+use super::stats::ConnectionStats;
 use super::Shared;
 
 /// Why a connection is being closed, for the log.
@@ -48,6 +49,7 @@ struct Connection {
     session_id: Option<i64>,
     /// Whether any frame has been seen (four-letter words come only first).
     started: bool,
+    stats: Arc<ConnectionStats>,
 }
 
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -67,6 +69,7 @@ pub(crate) async fn serve(
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     lock(&shared.state).register_connection(id, tx.clone());
+    let stats = shared.stats.open_connection(id, peer);
     let mut conn = Connection {
         id,
         peer,
@@ -74,6 +77,7 @@ pub(crate) async fn serve(
         outbox: tx,
         session_id: None,
         started: false,
+        stats,
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf: Vec<u8> = Vec::new();
@@ -88,6 +92,7 @@ pub(crate) async fn serve(
                     if writer.write_all(&frame).await.is_err() {
                         break;
                     }
+                    conn.stats.frame_sent();
                 }
                 Some(Outbound::Close) | None => break,
             },
@@ -106,6 +111,7 @@ pub(crate) async fn serve(
     }
     let _ = writer.shutdown().await;
     lock(&conn.shared.state).unregister_connection(id, conn.session_id);
+    conn.shared.stats.close_connection(id);
 }
 
 impl Connection {
@@ -113,6 +119,7 @@ impl Connection {
     fn process(&mut self, buf: &mut Vec<u8>) -> Stop {
         if !self.started {
             if let Some(word) = four_letter::detect(buf) {
+                self.stats.four_letter_word();
                 let text = four_letter::answer(word, &self.shared);
                 let _ = self.outbox.send(Outbound::Frame(text.into_bytes()));
                 return Stop::Close(format!("four-letter word {word}"));
@@ -130,6 +137,7 @@ impl Connection {
                 FrameStatus::Frame { body_len } => body_len,
             };
             self.started = true;
+            self.stats.frame_received();
             let end = LENGTH_PREFIX + body_len;
             let body = buf.get(LENGTH_PREFIX..end).unwrap_or_default();
             let stop = match self.session_id {
@@ -182,6 +190,7 @@ impl Connection {
         match accepted {
             Ok((session_id, time_out, passwd)) => {
                 state.attach_session(session_id, self.id);
+                self.stats.session_attached(session_id, time_out);
                 self.session_id = Some(session_id);
                 let frame = encode_connect_response(&ConnectResponse {
                     protocol_version: 0,
@@ -236,6 +245,7 @@ impl Connection {
             session_id,
             ip: Id::new("ip", self.peer.ip().to_string()),
         };
+        let in_flight = self.stats.begin(request.op());
         let handled = {
             let mut state = lock(&self.shared.state);
             handle(
@@ -246,6 +256,7 @@ impl Connection {
                 request,
             )
         };
+        in_flight.finish(&handled.frame);
         let _ = self.outbox.send(Outbound::Frame(handled.frame));
         if handled.close {
             Stop::Close("closed after the reply (closeSession or failed auth)".into())

@@ -1,8 +1,14 @@
 //! The network layer of one member, in memory: accept client connections and serve
 //! the ZooKeeper protocol until shutdown.
 //!
-//! Contract: [`run`] takes a bound listener (tests bind port 0), a [`ServerConfig`]
-//! and a cancellation token. Each connection runs in its own task
+//! Contract: [`run`] takes bound [`Listeners`] (tests bind port 0): the client port
+//! and, optionally, the admin HTTP port ([`admin`]); a bare client `TcpListener`
+//! converts into listeners without an admin port. It also takes a [`ServerConfig`]
+//! (its `client_port` is replaced by the port actually bound, for `conf`) and a
+//! cancellation token. [`stats`] counts packets, requests and connections for the
+//! four-letter words ([`four_letter`]) and the admin port, and holds the serving
+//! phase `/readyz` reports: starting, serving once the accept loop runs, stopping
+//! once shutdown begins. Each connection runs in its own task
 //! ([`connection`]); requests execute against one shared [`state::State`] behind a
 //! mutex, which orders every write ([`state`]); [`handler`] maps requests to reads
 //! and transactions. A periodic task expires sessions every `tickTime`. Connections
@@ -10,10 +16,12 @@
 //! stops, every connection closes, every session is closed (its ephemerals removed)
 //! and `run` returns once all connection tasks have ended.
 
+mod admin;
 mod connection;
 mod four_letter;
 mod handler;
 mod state;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +37,7 @@ use crate::config::ServerConfig;
 
 use connection::lock;
 use state::State;
+use stats::{Phase, ServerStats};
 
 /// Why the server stopped serving.
 #[derive(Debug, Error)]
@@ -41,6 +50,24 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub state: Mutex<State>,
+    pub stats: ServerStats,
+}
+
+/// The bound sockets [`run`] serves.
+pub struct Listeners {
+    /// The ZooKeeper client port.
+    pub client: TcpListener,
+    /// The admin HTTP port, if it is enabled.
+    pub admin: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(client: TcpListener) -> Self {
+        Self {
+            client,
+            admin: None,
+        }
+    }
 }
 
 /// Counts connections per client IP (`maxClientCnxns`, 0 = unlimited).
@@ -100,10 +127,17 @@ fn is_transient(error: &std::io::Error) -> bool {
 
 /// Serves clients on `listener` until `shutdown` is cancelled; see the module contract.
 pub async fn run(
-    listener: TcpListener,
-    config: ServerConfig,
+    listeners: impl Into<Listeners>,
+    mut config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
+    let Listeners {
+        client: listener,
+        admin: admin_listener,
+    } = listeners.into();
+    if let Ok(addr) = listener.local_addr() {
+        config.client_port = addr.port();
+    }
     let tick = Duration::from_millis(u64::from(config.tick_time_ms.max(1)));
     let limiter = ConnectionLimiter {
         max_per_ip: config.max_client_connections,
@@ -112,6 +146,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(&config)),
         config,
+        stats: ServerStats::new(),
     });
     let tracker = TaskTracker::new();
     let connections = shutdown.child_token();
@@ -128,6 +163,15 @@ pub async fn run(
         }
     });
 
+    if let Some(admin_listener) = admin_listener {
+        tracker.spawn(admin::serve(
+            admin_listener,
+            Arc::clone(&shared),
+            connections.clone(),
+        ));
+    }
+
+    shared.stats.set_phase(Phase::Serving);
     let mut next_id: u64 = 0;
     let result = loop {
         let accepted = tokio::select! {
@@ -158,6 +202,7 @@ pub async fn run(
         });
     };
 
+    shared.stats.set_phase(Phase::Stopping);
     connections.cancel();
     tracker.close();
     tracker.wait().await;
