@@ -10,7 +10,8 @@
 //! - [`config`]: the zoo.cfg-style settings of one member.
 //!
 //! On top of them, with I/O:
-//! - [`server`]: the tokio network layer of one member (in memory for now).
+//! - [`server`]: the tokio network layer of one member (in memory for now), with
+//!   its four-letter words and its admin HTTP port (probes, status, metrics).
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
 
 pub mod cli;
