@@ -109,9 +109,10 @@ pub(crate) async fn serve(
             },
         }
     }
+    // Forgotten before the peer sees the close, so a word sent next never lists it.
+    conn.shared.stats.close_connection(id);
     let _ = writer.shutdown().await;
     lock(&conn.shared.state).unregister_connection(id, conn.session_id);
-    conn.shared.stats.close_connection(id);
 }
 
 impl Connection {
