@@ -12,7 +12,8 @@
 //! On top of them, with I/O:
 //! - [`storage`]: the transaction log and snapshots in a data directory, and
 //!   recovery from them.
-//! - [`server`]: the tokio network layer of one member.
+//! - [`server`]: the tokio network layer of one member, with its four-letter
+//!   words and its admin HTTP port (probes, status, metrics).
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
 
 pub mod cli;
