@@ -12,7 +12,10 @@
 //! On top of them, with I/O:
 //! - [`server`]: the tokio network layer of one member (in memory for now).
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
+//! - [`bench`]: the `ensemble bench` load generator, a client of any ZooKeeper-compatible
+//!   server.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod protocol;
