@@ -115,8 +115,6 @@ pids+=($!)
 pids+=($!)
 wait_ready "$zk_port" zookeeper
 wait_ready "$ens_port" ensemble
-zk_version=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port; printf srvr >&3; cat <&3" |
-  sed -n 's/^Zookeeper version: \([^-,]*\).*/\1/p')
 
 for workload in "${workloads[@]}"; do
   read -r name mix <<<"$workload"
@@ -135,6 +133,13 @@ for workload in "${workloads[@]}"; do
   done
 done
 
+# Asked last: right after start-up, `srvr` may answer "not currently serving requests".
+zk_version=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$zk_port; printf srvr >&3; cat <&3" |
+  sed -n 's/^Zookeeper version: \([^-,]*\).*/\1/p' || true)
+ens_note=""
+if grep -q -- "--data-dir is not used yet" "$work/ensemble.log"; then
+  ens_note=" This ensemble build keeps data in memory only (no log, no fsync): writes are not comparable yet."
+fi
 fs_type=$(df --output=fstype "$work" | tail -n 1)
 python3 - "$work/results" <<EOF
 import json, sys
@@ -142,9 +147,9 @@ results = sys.argv[1]
 workloads = """${workloads[*]}""".split()
 names, mixes = workloads[0::2], workloads[1::2]
 concurrency = "${concurrency[*]}".split()
-print("ensemble vs Apache ZooKeeper ${zk_version:-3.8} standalone (forceSync=yes), both on $fs_type, "
+print("ensemble vs Apache ZooKeeper ${zk_version:-(version unknown)} standalone (forceSync=yes), both on $fs_type, "
       "$(nproc) cores shared with the load generator; ${value_size}-byte values, ${keys} keys, "
-      "${duration} measured after ${warmup} warmup per case.")
+      "${duration} measured after ${warmup} warmup per case.$ens_note")
 print()
 print("| workload | mix | sessions x in-flight | ensemble ops/s | ZooKeeper ops/s | ops/s ratio "
       "| ensemble p50 ms | ZooKeeper p50 ms | ensemble p99 ms | ZooKeeper p99 ms | errors (ens/zk) |")
