@@ -15,7 +15,10 @@
 //! - [`server`]: the tokio network layer of one member, with its four-letter
 //!   words and its admin HTTP port (probes, status, metrics).
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
+//! - [`bench`]: the `ensemble bench` load generator, a client of any ZooKeeper-compatible
+//!   server.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod protocol;
