@@ -192,7 +192,12 @@ async fn srvr_and_stat_report_zookeepers_fields() {
     assert_eq!(value(&pairs, "Node count"), (SYSTEM_NODES + 2).to_string());
     // The client and this word's connection.
     assert_eq!(value(&pairs, "Connections"), "2");
-    assert_eq!(value(&pairs, "Outstanding"), "0");
+    assert_eq!(
+        value(&pairs, "Outstanding"),
+        "0",
+        "{srvr}\n{}",
+        server.word("cons").await
+    );
     // Session creation and the two creates.
     assert_eq!(value(&pairs, "Zxid"), "0x3");
     let received: u64 = value(&pairs, "Received").parse().expect("number");

@@ -100,11 +100,13 @@ pub(crate) async fn serve(
             () = shutdown.cancelled() => break,
             out = rx.recv() => match out {
                 Some(Outbound::Frame(frame)) => {
+                    // Counted before the write, so whoever reads the reply and then
+                    // asks for stats sees it counted.
+                    conn.stats.frame_sent();
+                    conn.reply_sent(&frame);
                     if writer.write_all(&frame).await.is_err() {
                         break;
                     }
-                    conn.stats.frame_sent();
-                    conn.reply_written(&frame);
                 }
                 Some(Outbound::Close) | None => break,
             },
@@ -137,7 +139,7 @@ pub(crate) async fn serve(
 impl Connection {
     /// Finishes the oldest in-flight request's stats if `frame` is its reply
     /// (not the ConnectResponse, not a watch notification).
-    fn reply_written(&mut self, frame: &[u8]) {
+    fn reply_sent(&mut self, frame: &[u8]) {
         if !self.connect_answered {
             self.connect_answered = true;
             return;

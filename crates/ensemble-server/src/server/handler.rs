@@ -6,10 +6,11 @@
 //! [`drain`] once they are; everything else runs now through [`handle`], under the
 //! state lock, synchronously. Writes become one [`Txn`] proposed through
 //! [`State::propose`], whose reply is built when it is applied; reads check READ
-//! permission with the session's ids (exists, like ZooKeeper's, checks none) and
-//! register watches only on success (exists also on a missing node). A write's
+//! permission with the session's ids and register watches only on success
+//! (exists also on a missing node). A write's
 //! reply carries its zxid, any other reply the tree's last zxid. Errors are
-//! replies with a `KeeperException.Code`.
+//! replies with a `KeeperException.Code`. `exists` checks READ on an existing
+//! node, as ZooKeeper 3.9 does.
 
 use crate::protocol::{
     encode_reply, perms, AddWatchMode, ClientInfo, Create2Response, CreateResponse, ErrorCode,
@@ -183,7 +184,7 @@ pub(crate) fn handle(
             Err(code) => Err(code),
         },
         Request::MultiRead(ops) => multi_read(state, caller, &origin, ops),
-        Request::Exists(r) => exists(state, caller, &r.path, r.watch),
+        Request::Exists(r) => exists(state, caller, &origin, &r.path, r.watch),
         Request::GetData(r) => get_data(state, caller, &origin, &r.path, r.watch)
             .map(|(data, stat)| Response::GetData(GetDataResponse { data, stat })),
         Request::GetChildren(r) => get_children(state, caller, &origin, &r.path, r.watch)
@@ -493,16 +494,21 @@ fn readable<'s>(
     }
 }
 
-fn exists(state: &mut State, caller: &Caller, p: &str, watch: bool) -> Reply {
+/// ZooKeeper 3.9 checks READ on an existing node (and then sets no watch); a
+/// missing node needs no permission and keeps the exists-watch.
+fn exists(state: &mut State, caller: &Caller, origin: &Origin, p: &str, watch: bool) -> Reply {
     valid_path(p)?;
+    let stat = match state.tree.node(p) {
+        Some(node) if !acl::allows(&node.acl, perms::READ, &origin.auth) => {
+            return Err(ErrorCode::NoAuth)
+        }
+        Some(node) => Ok(Response::Stat(node.stat())),
+        None => Err(ErrorCode::NoNode),
+    };
     if watch {
         state.watches.add_data_watch(p, caller.conn);
     }
-    state
-        .tree
-        .stat(p)
-        .map(Response::Stat)
-        .ok_or(ErrorCode::NoNode)
+    stat
 }
 
 fn get_data(
@@ -560,6 +566,7 @@ fn set_watches(state: &mut State, caller: &Caller, request: SetWatches2) {
     let State { tree, watches, .. } = state;
     let fired = watches.set_watches(tree, &request, caller.conn);
     for notification in fired {
-        state.notify(notification);
+        // Fired on re-registration, not by a transaction: ZooKeeper sends zxid -1.
+        state.notify(notification, -1);
     }
 }

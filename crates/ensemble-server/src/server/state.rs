@@ -179,7 +179,7 @@ impl State {
             .apply(entry.zxid, entry.time_ms, &entry.origin, &entry.txn);
         for event in &result.events {
             for notification in self.watches.trigger(event) {
-                self.notify(notification);
+                self.notify(notification, entry.zxid);
             }
         }
         result
@@ -247,12 +247,13 @@ impl State {
 
     // ---- connections and sessions ----
 
-    /// Queues a watch notification (xid -1) on its watcher's outbox.
-    pub fn notify(&self, notification: Notification<ConnId>) {
+    /// Queues a watch notification (xid -1) on its watcher's outbox; `zxid` is the
+    /// transaction that fired it, which clients see as the event's zxid.
+    pub fn notify(&self, notification: Notification<ConnId>, zxid: i64) {
         let frame = encode_reply(
             &ReplyHeader {
                 xid: xid::NOTIFICATION,
-                zxid: -1,
+                zxid,
                 err: 0,
             },
             &Response::Event(WatcherEvent {
