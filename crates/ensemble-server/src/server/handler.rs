@@ -33,28 +33,10 @@ pub(crate) struct Caller {
 
 type Reply = Result<Response, ErrorCode>;
 
-/// Whether a request becomes a transaction (and so may be proposed while earlier
-/// writes of its connection wait).
-fn is_write(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Create(_)
-            | Request::Create2(_)
-            | Request::CreateContainer(_)
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Check(_)
-            | Request::Multi(_)
-            | Request::CloseSession
-    )
-}
-
 /// Runs or defers one request of a connection; see the module contract.
 pub(crate) fn submit(state: &mut State, caller: Caller, xid: i32, request: Request) {
     let conn = caller.conn;
-    if !is_write(&request) && state.is_busy(conn) {
+    if !request.is_write() && state.is_busy(conn) {
         state.defer(
             conn,
             Deferred {
