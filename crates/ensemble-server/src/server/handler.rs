@@ -82,6 +82,7 @@ pub(crate) fn handle(
         return Some(ready(state, xid, Err(ErrorCode::SessionExpired), true));
     }
     let origin = origin(state, caller);
+    let op = request.op();
     let mut close = false;
     let proposer = Proposer {
         conn: caller.conn,
@@ -109,21 +110,11 @@ pub(crate) fn handle(
                 Err(ErrorCode::AuthFailed)
             }
         },
-        Request::Create(r) => {
-            let txn = create_txn(OpCode::Create, r.path, r.data, r.acl, r.flags, None);
-            return proposer.propose(state, origin, txn, created(OpCode::Create));
-        }
-        Request::Create2(r) => {
-            let txn = create_txn(OpCode::Create2, r.path, r.data, r.acl, r.flags, None);
-            return proposer.propose(state, origin, txn, created(OpCode::Create2));
-        }
-        Request::CreateContainer(r) => {
-            let op = OpCode::CreateContainer;
+        Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
             let txn = create_txn(op, r.path, r.data, r.acl, r.flags, None);
             return proposer.propose(state, origin, txn, created(op));
         }
         Request::CreateTtl(r) => {
-            let op = OpCode::CreateTtl;
             let txn = create_txn(op, r.path, r.data, r.acl, r.flags, Some(r.ttl));
             return proposer.propose(state, origin, txn, created(op));
         }

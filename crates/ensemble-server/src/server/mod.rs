@@ -194,11 +194,6 @@ impl Member {
         })
     }
 
-    /// The zxid of the last transaction recovered.
-    pub fn last_zxid(&self) -> i64 {
-        self.tree.last_zxid()
-    }
-
     /// Serves clients on `listeners` until `shutdown` is cancelled.
     pub async fn serve(
         self,
