@@ -10,6 +10,7 @@
 //! - [`config`]: the zoo.cfg-style settings of one member.
 //!
 //! On top of them, with I/O:
+//! - [`consensus`]: the replicated, durable log (Raft) under the server.
 //! - [`storage`]: the transaction log and snapshots in a data directory, and
 //!   recovery from them.
 //! - [`server`]: the tokio network layer of one member, with its four-letter
@@ -21,6 +22,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod consensus;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -1,0 +1,298 @@
+//! Consensus: the replicated, durable log under the server.
+//!
+//! Nothing outside this module names openraft; it is pinned to one exact release
+//! (the 0.10 alphas have leader transfer, which the operator needs) and reached only
+//! through the API below, so that moving to another release touches this module alone.
+//!
+//! # Model
+//! Every member holds the same log. An entry is either a *command* (opaque bytes the
+//! server encodes: one transaction with its origin and time), or an entry that
+//! carries no command (Raft's blank entry of a new term, a membership change). A
+//! command's log index is its zxid. The server supplies a [`StateMachine`];
+//! consensus calls [`StateMachine::apply`] once for every committed index, in index
+//! order, on every member, including the indexes that carry no command so that the
+//! server's last applied zxid is the log's.
+//!
+//! # Contract
+//! - **Durability.** An entry counts toward commit only once it is fsynced on that
+//!   member; entries appended while an fsync runs share the next one (group commit).
+//!   The vote is fsynced before it is acted on. A restarted member restores the
+//!   newest snapshot ([`StateMachine::restore`]), then re-applies every entry up to
+//!   the commit index it had persisted, before [`Consensus::open`] returns, so a
+//!   single member that restarts serves everything it acknowledged at once. A torn
+//!   tail of the log (cut short or failing its checksum) was never acknowledged and
+//!   is cut off; damage elsewhere refuses to open, naming file and offset.
+//! - **Snapshots.** Every `snapshot_every` applied entries consensus asks the state
+//!   machine for a snapshot ([`StateMachine::snapshot`], from a blocking thread),
+//!   stores it atomically next to the log and purges the log before it. A member
+//!   too far behind the leader's log receives the snapshot and restores it.
+//! - **Proposals.** [`Consensus::propose`] may be called on any member; commands are
+//!   forwarded to the leader over one ordered stream per member, so the commands
+//!   one member proposes are committed in the order it proposed them, or not at all
+//!   (never reordered, never retried, so never committed twice). The proposer learns
+//!   of a command's outcome only by seeing it applied (the server tags its commands
+//!   to recognise its own).
+//! - **Generations.** When the path to the leader breaks (the leader changes, the
+//!   stream fails, the leader refuses) every command proposed and not yet known to
+//!   be committed may be lost, while later ones would still commit: a session's
+//!   order would break. So each such break increments the *generation*, under the
+//!   same lock that orders proposals: every proposal names the generation its
+//!   caller started from, one naming an older generation is refused with
+//!   [`Stale`] and never sent, and [`Consensus::watch_generation`] tells the server
+//!   to close the client connections whose writes may be lost. ZooKeeper does the
+//!   same more bluntly: a follower closes every client connection when its leader
+//!   goes away.
+//! - **No split brain, minority refuses.** A leader that has not heard from a
+//!   majority of voters within an election timeout stops being leader (check-quorum):
+//!   its status shows no leader and its proposals fail. A member that knows no
+//!   leader refuses proposals; the server then refuses clients (ZooKeeper's rule).
+//! - **Linearizable sync.** [`Consensus::read_index`] returns a commit index the
+//!   leader confirmed with a quorum after the call began; once the local member has
+//!   applied it, every write committed before the call is visible.
+//! - **Membership** lives in the log. A member starts either as the founder of a new
+//!   ensemble ([`Consensus::bootstrap`], a no-op on a member whose log is not empty)
+//!   or as a joiner that waits to be added. One change at a time: add a learner,
+//!   promote it to voter (refused until it is caught up within
+//!   [`Options::promote_max_lag`]), remove a member (voter or learner), transfer
+//!   leadership. They may be called on any member and are forwarded to the leader.
+//! - **Liveness messages.** [`Consensus::send_to_leader`] delivers best-effort bytes
+//!   to whichever member leads ([`StateMachine::leader_message`]); the server uses it
+//!   to report which sessions are alive so that the leader decides expiry.
+//! - **Status** ([`Consensus::status`], [`Consensus::watch_status`]): role, leader,
+//!   term, last log, commit and applied index, membership with its version (the log
+//!   index of the membership entry) and, on the leader, each member's matched index.
+//!
+//! # Transport
+//! Peers talk over TCP on the peer port: one persistent connection per direction and
+//! pair of members, carrying length-prefixed binary frames with request ids, so
+//! requests are pipelined and answers matched. The same connection carries Raft's
+//! messages (append, vote, snapshot, leader transfer) and the member messages above
+//! (forwarded proposals, read index, membership changes, liveness). Tests cut links
+//! with [`Faults`], which the transport consults on every frame, so partitions go
+//! through the same code paths as real traffic.
+//!
+//! # Layout on disk
+//! Under `data_dir`: the log segments, the vote and the persisted commit index, and
+//! the snapshots; formats in the submodules.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A member's id: the StatefulSet ordinal + 1, ZooKeeper's `myid`.
+pub type MemberId = u64;
+
+/// How one member runs consensus.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub id: MemberId,
+    /// `None`: in memory only (tests, `ensemble local` without `--data-dir`).
+    pub data_dir: Option<PathBuf>,
+    /// `host:port` at which the other members reach this member's peer port.
+    pub advertise: String,
+    pub heartbeat: Duration,
+    /// Elections start after a random timeout in this range without a leader.
+    pub election_timeout: (Duration, Duration),
+    /// Applied entries between snapshots (ZooKeeper's `snapCount`).
+    pub snapshot_every: u64,
+    /// A learner is promoted only when at most this many entries behind the leader.
+    pub promote_max_lag: u64,
+    /// Link failures injected by tests; `None` in production.
+    pub faults: Option<Faults>,
+}
+
+/// The server's replicated state, driven by consensus; see the module contract.
+pub trait StateMachine: Send + Sync + 'static {
+    /// Applies the committed entry at `index`; `command` is `None` for entries that
+    /// carry none. Called exactly once per index, in index order, after any restore.
+    fn apply(&self, index: u64, command: Option<&[u8]>);
+
+    /// The state as of the last applied index, and that index.
+    fn snapshot(&self) -> (u64, Vec<u8>);
+
+    /// Replaces the state with a snapshot taken at `index`.
+    fn restore(&self, index: u64, data: &[u8]) -> Result<(), String>;
+
+    /// On the leader: a message a member sent with [`Consensus::send_to_leader`].
+    fn leader_message(&self, from: MemberId, message: &[u8]) {
+        let _ = (from, message);
+    }
+}
+
+/// Which part a member plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    /// A non-voting member, receiving the log.
+    Learner,
+    /// Not (or no longer) in the membership: a joiner waiting to be added.
+    Outside,
+    Stopped,
+}
+
+/// The membership as of the last membership entry in the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The log index of the membership entry (`/zookeeper/config`'s version).
+    pub version: u64,
+    /// Voters and their peer addresses.
+    pub voters: BTreeMap<MemberId, String>,
+    /// Learners and their peer addresses.
+    pub learners: BTreeMap<MemberId, String>,
+}
+
+/// A member's view of consensus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub id: MemberId,
+    pub role: Role,
+    pub leader: Option<MemberId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub membership: Membership,
+    /// On the leader: the highest index known to be on each member (itself included).
+    pub matched: BTreeMap<MemberId, u64>,
+}
+
+/// Why a consensus call failed.
+#[derive(Debug, Error)]
+pub enum ConsensusError {
+    #[error("data directory {dir}: {reason}")]
+    Storage { dir: PathBuf, reason: String },
+    #[error("no leader is known")]
+    NoLeader,
+    #[error("member {0} is not in the membership")]
+    UnknownMember(MemberId),
+    #[error("member {0} is already in the membership")]
+    AlreadyMember(MemberId),
+    #[error("member {id} is {lag} entries behind the leader; it is promoted once caught up")]
+    NotCaughtUp { id: MemberId, lag: u64 },
+    #[error("another membership change is in progress")]
+    ChangeInProgress,
+    #[error("removing member {0} would leave no voter")]
+    LastVoter(MemberId),
+    #[error("timed out")]
+    Timeout,
+    #[error("consensus stopped")]
+    Stopped,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A proposal named a generation older than the current one; see the module contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("proposal from generation {proposed} refused: the path to the leader broke (now {current})")]
+pub struct Stale {
+    pub proposed: u64,
+    pub current: u64,
+}
+
+/// Links cut by a test: traffic between a member of `cut` pairs is dropped both ways.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    inner: Arc<std::sync::Mutex<std::collections::BTreeSet<(MemberId, MemberId)>>>,
+}
+
+/// A running member's handle to consensus; cheap to clone.
+#[derive(Clone)]
+pub struct Consensus {
+    _private: (),
+}
+
+impl Consensus {
+    /// Recovers from `options.data_dir` (restoring and re-applying into `machine`),
+    /// then serves peers on `peers`; see the module contract.
+    pub async fn open(
+        options: Options,
+        peers: TcpListener,
+        machine: Arc<dyn StateMachine>,
+    ) -> Result<Self, ConsensusError> {
+        let _ = (options, peers, machine);
+        todo!()
+    }
+
+    /// Founds a new ensemble of `voters` (id → peer address); a no-op if the log
+    /// is not empty.
+    pub async fn bootstrap(
+        &self,
+        voters: BTreeMap<MemberId, String>,
+    ) -> Result<(), ConsensusError> {
+        let _ = voters;
+        todo!()
+    }
+
+    /// The current generation; see the module contract.
+    pub fn generation(&self) -> u64 {
+        todo!()
+    }
+
+    /// Changes of the generation.
+    pub fn watch_generation(&self) -> watch::Receiver<u64> {
+        todo!()
+    }
+
+    /// Sends `command` towards the leader, behind every earlier proposal of this
+    /// member; refused if `generation` is not the current one.
+    pub fn propose(&self, generation: u64, command: Vec<u8>) -> Result<(), Stale> {
+        let _ = (generation, command);
+        todo!()
+    }
+
+    /// Best-effort bytes to the current leader's [`StateMachine::leader_message`].
+    pub fn send_to_leader(&self, message: Vec<u8>) {
+        let _ = message;
+        todo!()
+    }
+
+    /// A commit index confirmed by the leader with a quorum after this call began.
+    pub async fn read_index(&self) -> Result<u64, ConsensusError> {
+        todo!()
+    }
+
+    /// Adds `id` (reachable at `address`) as a learner.
+    pub async fn add_learner(&self, id: MemberId, address: String) -> Result<(), ConsensusError> {
+        let _ = (id, address);
+        todo!()
+    }
+
+    /// Makes learner `id` a voter once it is caught up.
+    pub async fn promote(&self, id: MemberId) -> Result<(), ConsensusError> {
+        let _ = id;
+        todo!()
+    }
+
+    /// Removes `id` from the membership (voter or learner).
+    pub async fn remove(&self, id: MemberId) -> Result<(), ConsensusError> {
+        let _ = id;
+        todo!()
+    }
+
+    /// Moves leadership to voter `to` and waits until it leads.
+    pub async fn transfer_leadership(&self, to: MemberId) -> Result<(), ConsensusError> {
+        let _ = to;
+        todo!()
+    }
+
+    pub fn status(&self) -> Status {
+        todo!()
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        todo!()
+    }
+
+    /// Stops consensus: peers are no longer served, the log is closed.
+    pub async fn shutdown(&self) {
+        todo!()
+    }
+}
