@@ -21,6 +21,7 @@ async fn a_members_status_is_what_the_operator_parses() {
     let listeners = Listeners {
         client,
         admin: Some(admin),
+        peer: None,
     };
     let task = tokio::spawn(server::run(
         listeners,

@@ -4,19 +4,28 @@
 //! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]), recovers
 //! the member's data directory, binds `0.0.0.0:clientPort` and, if
 //! `admin.enableServer`, `0.0.0.0:admin.serverPort`, and serves until Ctrl-C.
-//! [`run_local`] runs an ensemble on 127.0.0.1; only `--members 1` exists until
-//! replication lands (other sizes are a [`CliError::MembersUnsupported`]). With
-//! `--data-dir D` member `i` keeps its data in `D/member-i`, so a second run on the
-//! same directory finds it; without, data lives in memory. Its first line on stdout
-//! is the connection string, printed once the member has recovered and listens;
-//! the admin port (`--admin-port`, by default any free port, so that several
-//! local ensembles and tests never collide) is announced on stderr as
-//! `admin: http://127.0.0.1:PORT`, never on stdout. Every startup failure
+//! It also binds the peer port (`0.0.0.0:peerPort`, or the port of its own
+//! `server.<id>` line).
+//!
+//! [`run_local`] runs an ensemble on 127.0.0.1. One member runs in this process.
+//! `--members N` for N > 1 runs each member as a separate `ensemble server` process
+//! (so that any one can be killed), member `i` (1-based) on client port `P+i-1`
+//! and peer port `Q+i-1` (`--client-port P`, `--peer-port Q`, by default P+1000),
+//! all founding one ensemble; the children exit when this process goes away, even
+//! when it is killed. With `--data-dir D` member `i` keeps its data in
+//! `D/member-i`, so a second run on the same directory resumes the same ensemble;
+//! without, data lives in memory. The first line on stdout is the connection
+//! string (every member's address, comma-separated), printed once every member
+//! serves; admin ports (`--admin-port A`: A+i-1; by default any free ports, so
+//! that several local ensembles and tests never collide) are announced on stderr
+//! as `admin: http://127.0.0.1:PORT`, never on stdout. Every startup failure
 //! (configuration, data directory, port) is an error that names what failed,
 //! before anything is served.
 
+use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -36,7 +45,7 @@ pub struct ServerArgs {
 /// `ensemble local`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LocalArgs {
-    /// Number of members (only 1 until replication is built).
+    /// Number of members: 1 runs in this process, more run as separate processes.
     #[arg(long, default_value_t = 1)]
     pub members: u16,
     /// Client port of the first member; member i listens on this port + i.
@@ -50,7 +59,15 @@ pub struct LocalArgs {
     /// default (0) any free port, announced on stderr.
     #[arg(long, default_value_t = 0)]
     pub admin_port: u16,
+    /// Peer (Raft) port of the first member when there are several; member i uses
+    /// this port + i. Default: the client port + 1000.
+    #[arg(long)]
+    pub peer_port: Option<u16>,
 }
+
+/// Set in the environment of the members `ensemble local` starts: they exit when
+/// their parent goes away.
+const EXIT_WITH_PARENT: &str = "ENSEMBLE_EXIT_WITH_PARENT";
 
 /// Why a subcommand failed.
 #[derive(Debug, Error)]
@@ -67,10 +84,18 @@ pub enum CliError {
         #[source]
         source: ConfigError,
     },
-    #[error(
-        "--members {0}: only single-member ensembles are supported; replication is not built yet"
-    )]
-    MembersUnsupported(u16),
+    #[error("--members {0}: an ensemble has 1 to 9 members")]
+    MembersOutOfRange(u16),
+    #[error("--members {0} needs a fixed --client-port (members use consecutive ports)")]
+    PortsNeeded(u16),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("member {id} exited before it served: {status}")]
+    MemberExited { id: u16, status: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -113,7 +138,15 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     for key in &config.ignored_keys {
         tracing::warn!(key = %key, "ignoring unknown configuration key");
     }
-    let member = Member::open(config.clone())?;
+    if std::env::var_os(EXIT_WITH_PARENT).is_some() {
+        exit_with_parent();
+    }
+    let peer_port = config
+        .servers
+        .get(&config.my_id)
+        .map_or(config.peer_port, |spec| spec.peer_port);
+    let peer = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, peer_port))).await?;
+    let member = Member::open(config.clone(), Some(peer)).await?;
     let listener = bind(SocketAddr::from((
         Ipv4Addr::UNSPECIFIED,
         config.client_port,
@@ -131,21 +164,42 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     let listeners = Listeners {
         client: listener,
         admin,
+        peer: None,
     };
     member.serve(listeners, ctrl_c_token()).await?;
     Ok(())
 }
 
-/// `ensemble local --members 1 --client-port P [--data-dir D]`.
+/// Exits the process as soon as its parent is gone (it was started by
+/// `ensemble local`, which may have been killed).
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("ensemble local went away; this member exits");
+            std::process::exit(1);
+        }
+    });
+}
+
+/// `ensemble local --members N --client-port P [--data-dir D]`.
 pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
-    if args.members != 1 {
-        return Err(CliError::MembersUnsupported(args.members));
+    if !(1..=9).contains(&args.members) {
+        return Err(CliError::MembersOutOfRange(args.members));
     }
-    let member = Member::open(ServerConfig {
-        client_port: args.client_port,
-        data_dir: args.data_dir.map(|dir| dir.join("member-1")),
-        ..ServerConfig::default()
-    })?;
+    if args.members > 1 {
+        return run_local_ensemble(args).await;
+    }
+    let member = Member::open(
+        ServerConfig {
+            client_port: args.client_port,
+            data_dir: args.data_dir.map(|dir| dir.join("member-1")),
+            ..ServerConfig::default()
+        },
+        None,
+    )
+    .await?;
     let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
     let port = listener
         .local_addr()
@@ -159,9 +213,159 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     let listeners = Listeners {
         client: listener,
         admin: Some(admin),
+        peer: None,
     };
     member.serve(listeners, ctrl_c_token()).await?;
     Ok(())
+}
+
+/// A free port on the loopback, for a child to bind a moment later.
+fn free_port() -> Result<u16, CliError> {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|source| CliError::Io {
+            what: "finding a free admin port".into(),
+            source,
+        })
+}
+
+/// The configuration of member `id` of a local ensemble.
+fn local_member_config(
+    args: &LocalArgs,
+    id: u16,
+    peer_base: u16,
+    admin_port: u16,
+    data_dir: Option<&Path>,
+) -> String {
+    let mut text = String::from("# written by `ensemble local`\n");
+    let _ = writeln!(text, "myid={id}");
+    let _ = writeln!(text, "clientPort={}", args.client_port + id - 1);
+    let _ = writeln!(text, "admin.serverPort={admin_port}");
+    let _ = writeln!(text, "4lw.commands.whitelist=*");
+    if let Some(dir) = data_dir {
+        let _ = writeln!(text, "dataDir={}", dir.display());
+    }
+    for member in 1..=args.members {
+        let _ = writeln!(
+            text,
+            "server.{member}=127.0.0.1:{}:participant;127.0.0.1:{}",
+            peer_base + member - 1,
+            args.client_port + member - 1
+        );
+    }
+    text
+}
+
+/// Runs an ensemble of separate member processes; see the module contract.
+async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
+    let io = |what: String| move |source| CliError::Io { what, source };
+    if args.client_port == 0 {
+        return Err(CliError::PortsNeeded(args.members));
+    }
+    let peer_base = args.peer_port.unwrap_or(args.client_port.saturating_add(1000));
+    let exe = std::env::current_exe().map_err(io("finding the ensemble binary".into()))?;
+    let config_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("ensemble-local-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&config_dir)
+        .map_err(io(format!("creating {}", config_dir.display())))?;
+    let mut children = Vec::new();
+    let mut admin_ports = Vec::new();
+    for id in 1..=args.members {
+        let admin_port = match args.admin_port {
+            0 => free_port()?,
+            base => base + id - 1,
+        };
+        let data_dir = args.data_dir.as_ref().map(|d| d.join(format!("member-{id}")));
+        let path = config_dir.join(format!("member-{id}.properties"));
+        let config = local_member_config(&args, id, peer_base, admin_port, data_dir.as_deref());
+        std::fs::write(&path, config).map_err(io(format!("writing {}", path.display())))?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("server")
+            .arg("--config")
+            .arg(&path)
+            .env(EXIT_WITH_PARENT, "1")
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io(format!("starting member {id}")))?;
+        children.push((id, child));
+        admin_ports.push(admin_port);
+    }
+    for (&port, (id, child)) in admin_ports.iter().zip(children.iter_mut()) {
+        wait_until_ready(*id, port, child).await?;
+    }
+    let connection: Vec<String> = (0..args.members)
+        .map(|i| format!("127.0.0.1:{}", args.client_port + i))
+        .collect();
+    println!("{}", connection.join(","));
+    for port in &admin_ports {
+        eprintln!("admin: http://127.0.0.1:{port}");
+    }
+    let stop = ctrl_c_token();
+    let mut waits: tokio::task::JoinSet<(u16, String)> = tokio::task::JoinSet::new();
+    for (id, mut child) in children {
+        let stop = stop.clone();
+        waits.spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = stop.cancelled() => {
+                    // The members got the same Ctrl-C; give them time to stop.
+                    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            child.wait().await
+                        }
+                    }
+                }
+            };
+            (id, status.map_or_else(|e| e.to_string(), |s| s.to_string()))
+        });
+    }
+    while let Some(done) = waits.join_next().await {
+        if let Ok((id, status)) = done {
+            if !stop.is_cancelled() {
+                eprintln!("member {id} exited ({status}); the others go on");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until member `id` answers `/readyz` on its admin port.
+async fn wait_until_ready(
+    id: u16,
+    admin_port: u16,
+    child: &mut tokio::process::Child,
+) -> Result<(), CliError> {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(CliError::MemberExited {
+                id,
+                status: status.to_string(),
+            });
+        }
+        if readyz(admin_port).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `GET /readyz` on the loopback port answers 200.
+async fn readyz(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await else {
+        return false;
+    };
+    let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    matches!(stream.read_exact(&mut head).await, Ok(_) if head.ends_with(b"200"))
 }
 
 #[cfg(test)]
@@ -169,16 +373,38 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn more_than_one_member_is_refused_clearly() {
-        let err = run_local(LocalArgs {
-            members: 3,
-            client_port: 0,
+    async fn ensemble_sizes_and_ports_are_checked() {
+        let args = |members, client_port| LocalArgs {
+            members,
+            client_port,
             data_dir: None,
             admin_port: 0,
-        })
-        .await
-        .expect_err("not built yet");
-        assert!(err.to_string().contains("replication is not built yet"));
+            peer_port: None,
+        };
+        let err = run_local(args(10, 2181)).await.expect_err("too many");
+        assert!(err.to_string().contains("1 to 9 members"), "{err}");
+        let err = run_local(args(0, 2181)).await.expect_err("none");
+        assert!(err.to_string().contains("1 to 9 members"), "{err}");
+        let err = run_local(args(3, 0)).await.expect_err("port 0");
+        assert!(err.to_string().contains("--client-port"), "{err}");
+    }
+
+    #[test]
+    fn local_members_found_one_ensemble() {
+        let args = LocalArgs {
+            members: 3,
+            client_port: 2181,
+            data_dir: None,
+            admin_port: 0,
+            peer_port: None,
+        };
+        let text = local_member_config(&args, 2, 3181, 9000, Some(Path::new("/d/member-2")));
+        let config = ServerConfig::from_properties(&text).expect("valid");
+        assert_eq!((config.my_id, config.client_port, config.admin_port), (2, 2182, 9000));
+        assert_eq!(config.data_dir.as_deref(), Some(Path::new("/d/member-2")));
+        assert_eq!(config.servers.len(), 3);
+        assert_eq!(config.advertised_peer_address(), "127.0.0.1:3182");
+        assert_eq!(config.servers[&3].client, Some(("127.0.0.1".into(), 2183)));
     }
 
     #[tokio::test]
@@ -190,6 +416,7 @@ mod tests {
             client_port: 0,
             data_dir: Some(file.clone()),
             admin_port: 0,
+            peer_port: None,
         })
         .await
         .expect_err("a file is not a directory");

@@ -10,6 +10,13 @@
 //! set explicitly, and `min <= max` is required. The admin HTTP port is ZooKeeper's
 //! `admin.enableServer` (default true) and `admin.serverPort` (default 8080; the
 //! operator's `adminPort` is the same setting).
+//!
+//! Ensemble keys: `myid` (this member's id, default 1), ZooKeeper's
+//! `server.<id>=<host>:<peerPort>[:<electionPort>][:participant|observer][;[<clientHost>:]<clientPort>]`
+//! lines (the ensemble a member founds together with the others listed, observers
+//! joining as learners; the election port is accepted and unused, Raft needs one
+//! port), `joinExisting=true` (found nothing: wait to be added to a running
+//! ensemble) and `reconfigEnabled` (ZooKeeper's switch for the `reconfig` operation).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -32,6 +39,92 @@ pub enum ConfigError {
     },
     #[error("minSessionTimeout ({min} ms) must not exceed maxSessionTimeout ({max} ms)")]
     SessionBounds { min: i32, max: i32 },
+    #[error("{key}: invalid server line {value:?}: {reason}")]
+    ServerLine {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// What a `server.<id>` line says a member does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRole {
+    /// A voter.
+    Participant,
+    /// A non-voting member (a Raft learner).
+    Observer,
+}
+
+/// One `server.<id>` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub host: String,
+    pub peer_port: u16,
+    pub role: ServerRole,
+    /// Where clients reach it, if the line says.
+    pub client: Option<(String, u16)>,
+}
+
+impl ServerSpec {
+    /// `host:peerPort`, the address other members dial.
+    pub fn peer_address(&self) -> String {
+        format!("{}:{}", self.host, self.peer_port)
+    }
+
+    /// Parses the value of a `server.<id>` line.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (server, client) = match value.split_once(';') {
+            Some((server, client)) => (server.trim(), Some(client.trim())),
+            None => (value.trim(), None),
+        };
+        let parts: Vec<&str> = server.split(':').collect();
+        let (host, peer, rest) = match parts.as_slice() {
+            [host, peer, rest @ ..] if !host.is_empty() => (*host, *peer, rest),
+            _ => return Err("expected <host>:<peerPort>".into()),
+        };
+        let peer_port = peer
+            .parse()
+            .map_err(|_| format!("peer port {peer:?} is not a port number"))?;
+        let mut role = ServerRole::Participant;
+        for part in rest {
+            match *part {
+                "participant" => role = ServerRole::Participant,
+                "observer" => role = ServerRole::Observer,
+                port if port.parse::<u16>().is_ok() => {}
+                other => return Err(format!("unknown part {other:?}")),
+            }
+        }
+        let client = match client {
+            None | Some("") => None,
+            Some(text) => {
+                let (host, port) = text.rsplit_once(':').unwrap_or(("0.0.0.0", text));
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("client port {port:?} is not a port number"))?;
+                Some((host.to_owned(), port))
+            }
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            peer_port,
+            role,
+            client,
+        })
+    }
+
+    /// The line's value, as ZooKeeper's `/zookeeper/config` prints it.
+    pub fn to_line(&self) -> String {
+        let role = match self.role {
+            ServerRole::Participant => "participant",
+            ServerRole::Observer => "observer",
+        };
+        let mut line = format!("{}:{}:{}:{role}", self.host, self.peer_port, self.peer_port);
+        if let Some((host, port)) = &self.client {
+            line.push_str(&format!(";{host}:{port}"));
+        }
+        line
+    }
 }
 
 /// One member's settings. See the module contract.
@@ -77,6 +170,14 @@ pub struct ServerConfig {
     pub peer_address_template: Option<String>,
     /// `superDigest`: `super:base64(sha1)` granting super-user rights to `addauth`.
     pub super_digest: Option<String>,
+    /// `myid`: this member's id (the StatefulSet ordinal + 1).
+    pub my_id: u64,
+    /// `server.<id>` lines: the ensemble this member founds with the others listed.
+    pub servers: std::collections::BTreeMap<u64, ServerSpec>,
+    /// `joinExisting`: found nothing; wait to be added to a running ensemble.
+    pub join_existing: bool,
+    /// `reconfigEnabled`: whether the ZooKeeper `reconfig` operation is served.
+    pub reconfig_enabled: bool,
     /// Keys present in the input that this server does not use.
     pub ignored_keys: Vec<String>,
 }
@@ -108,6 +209,10 @@ impl Default for ServerConfig {
             peer_port: 2888,
             peer_address_template: None,
             super_digest: None,
+            my_id: 1,
+            servers: std::collections::BTreeMap::new(),
+            join_existing: false,
+            reconfig_enabled: false,
             ignored_keys: Vec::new(),
         }
     }
@@ -204,6 +309,23 @@ impl ServerConfig {
                 "peerPort" => cfg.peer_port = parse("peerPort", value)?,
                 "peerAddressTemplate" => cfg.peer_address_template = Some(value.to_owned()),
                 "superDigest" => cfg.super_digest = Some(value.to_owned()),
+                "myid" => cfg.my_id = parse("myid", value)?,
+                "joinExisting" => cfg.join_existing = parse("joinExisting", value)?,
+                "reconfigEnabled" => cfg.reconfig_enabled = parse("reconfigEnabled", value)?,
+                server if server.starts_with("server.") => {
+                    let invalid = |reason: String| ConfigError::ServerLine {
+                        key: server.to_owned(),
+                        value: value.to_owned(),
+                        reason,
+                    };
+                    let id: u64 = server["server.".len()..]
+                        .parse()
+                        .map_err(|_| invalid("the id after `server.` is not a number".into()))?;
+                    if id == 0 {
+                        return Err(invalid("member ids start at 1".into()));
+                    }
+                    cfg.servers.insert(id, ServerSpec::parse(value).map_err(invalid)?);
+                }
                 other => cfg.ignored_keys.push(other.to_owned()),
             }
         }
@@ -220,6 +342,23 @@ impl ServerConfig {
     }
 
     /// Whether the four-letter word `word` may be answered (`*` allows all).
+    /// `host:port` at which the other members reach this one: its `server.<id>`
+    /// line, else the peer address template with its ordinal, else loopback.
+    pub fn advertised_peer_address(&self) -> String {
+        if let Some(spec) = self.servers.get(&self.my_id) {
+            return spec.peer_address();
+        }
+        if let Some(template) = &self.peer_address_template {
+            let address = template.replace("{ordinal}", &(self.my_id - 1).to_string());
+            return if address.contains(':') {
+                address
+            } else {
+                format!("{address}:{}", self.peer_port)
+            };
+        }
+        format!("127.0.0.1:{}", self.peer_port)
+    }
+
     pub fn allows_four_letter_word(&self, word: &str) -> bool {
         self.four_letter_words.contains("*") || self.four_letter_words.contains(word)
     }
@@ -252,7 +391,12 @@ mod tests {
              adminPort=8081\n\
              peerPort: 2889\n\
              peerAddressTemplate=x-{ordinal}.x-peers\n\
-             initLimit=10\n",
+             initLimit=10\n\
+             myid=2\n\
+             reconfigEnabled=true\n\
+             server.1=a:2888:3888:participant;2181\n\
+             server.2=b:2889;b:2182\n\
+             server.3=c:2890:3890:observer\n",
         )
         .expect("valid");
         assert_eq!(cfg.client_port, 2182);
@@ -273,6 +417,42 @@ mod tests {
             Some("x-{ordinal}.x-peers")
         );
         assert_eq!(cfg.ignored_keys, vec!["initLimit".to_owned()]);
+        assert_eq!(cfg.my_id, 2);
+        assert!(cfg.reconfig_enabled && !cfg.join_existing);
+        assert_eq!(cfg.servers.len(), 3);
+        assert_eq!(cfg.advertised_peer_address(), "b:2889");
+        let one = &cfg.servers[&1];
+        assert_eq!(
+            (one.role, one.client.clone()),
+            (ServerRole::Participant, Some(("0.0.0.0".into(), 2181)))
+        );
+        assert_eq!(cfg.servers[&2].client, Some(("b".into(), 2182)));
+        assert_eq!(cfg.servers[&3].role, ServerRole::Observer);
+        assert_eq!(cfg.servers[&3].to_line(), "c:2890:2890:observer");
+    }
+
+    #[test]
+    fn bad_server_lines_name_the_key() {
+        for (text, reason) in [
+            ("server.x=a:2888", "not a number"),
+            ("server.0=a:2888", "start at 1"),
+            ("server.1=a", "<host>:<peerPort>"),
+            ("server.1=a:port", "not a port number"),
+            ("server.1=a:2888:3888:voter", "unknown part"),
+            ("server.1=a:2888;b:x", "client port"),
+        ] {
+            let error = ServerConfig::from_properties(text).expect_err(text).to_string();
+            assert!(error.contains(text.split('=').next().unwrap()), "{error}");
+            assert!(error.contains(reason), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn advertised_address_comes_from_the_template_without_a_server_line() {
+        let cfg =
+            ServerConfig::from_properties("myid=3\npeerAddressTemplate=x-{ordinal}.x-peers:2888")
+                .expect("valid");
+        assert_eq!(cfg.advertised_peer_address(), "x-2.x-peers:2888");
     }
 
     #[test]

@@ -201,6 +201,31 @@ impl SessionTable {
         }
     }
 
+    /// Replaces the secret passwords derive from (the ensemble's, once it is
+    /// replicated) and recomputes the passwords of the sessions held.
+    pub fn set_secret(&mut self, secret: &[u8]) {
+        if self.secret == secret {
+            return;
+        }
+        self.secret = secret.to_vec();
+        let ids: Vec<i64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let password = self.password(id);
+            if let Some(session) = self.sessions.get_mut(&id) {
+                session.password = password;
+            }
+        }
+    }
+
+    /// Gives every session a full timeout from `now_ms`: on members that do not
+    /// lead (only the leader expires sessions, from the liveness members report),
+    /// and once on a new leader, as ZooKeeper's leader does after an election.
+    pub fn refresh_all(&mut self, now_ms: i64) {
+        for session in self.sessions.values_mut() {
+            session.deadline_ms = now_ms.saturating_add(i64::from(session.timeout_ms));
+        }
+    }
+
     /// Ids of all live sessions.
     pub fn ids(&self) -> Vec<i64> {
         self.sessions.keys().copied().collect()

@@ -45,6 +45,7 @@ impl TestServer {
         let listeners = Listeners {
             client,
             admin: Some(admin),
+            peer: None,
         };
         let task = tokio::spawn(server::run(listeners, config, shutdown.clone()));
         Self {

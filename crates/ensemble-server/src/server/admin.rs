@@ -3,14 +3,14 @@
 //!
 //! Contract: [`serve`] answers on a bound listener until `shutdown`:
 //! - `GET /livez`: 200 `ok` while the process serves HTTP at all;
-//! - `GET /readyz`: 200 `ready` once the member serves clients, else 503 with the
-//!   reason (recovering, or shutting down);
+//! - `GET /readyz`: 200 `ready` once the member serves clients: it is in the
+//!   membership, knows the leader and has applied what it knows to be committed
+//!   (within [`READY_LAG`] entries); else 503 with the reason;
 //! - `GET /status`: JSON the operator parses as its `MemberReport` (camelCase `id`,
-//!   `role`, `leaderId`, `term`, `commitIndex`, `appliedIndex`, `membershipVersion`),
-//!   plus `mode`, `version`, `members`, `connections`, `sessions` and `znodes`. Until
-//!   replication lands a member is alone, and the honest report is that it leads an
-//!   ensemble of one: id 1, role `leader`, term 1, membership version 1, and commit
-//!   and applied index both the last zxid (every write commits and applies at once).
+//!   `role` leader/follower/learner/candidate/outside, `leaderId` (null when none
+//!   is known), `term`, `commitIndex`, `appliedIndex`, `membershipVersion`), plus
+//!   ZooKeeper's `mode`, `version`, `members` (id, address, role, voting and, on the
+//!   leader, `matchedIndex` and `lag`), `connections`, `sessions` and `znodes`.
 //! - `GET /metrics`: Prometheus/OpenMetrics text, every name prefixed `ensemble_`.
 //!   Gauges of the data tree and sessions are read under the state lock at scrape
 //!   time; counters and the latency histogram are [`super::stats`]'s, updated as
@@ -33,7 +33,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::lock;
-use super::four_letter::{MEMBER_ID, VERSION};
+use crate::consensus::{Role, Status};
+
+use super::four_letter::{consensus_status, mode, VERSION};
 use super::stats::Phase;
 use super::Shared;
 
@@ -41,14 +43,14 @@ use super::Shared;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusReport {
-    id: i64,
+    id: u64,
     role: &'static str,
-    leader_id: i64,
+    leader_id: Option<u64>,
     term: u64,
     commit_index: u64,
     applied_index: u64,
-    membership_version: i64,
-    /// ZooKeeper's name for a member alone: `standalone`.
+    membership_version: u64,
+    /// ZooKeeper's `Mode`: standalone, leader, follower, observer or looking.
     mode: &'static str,
     version: &'static str,
     members: Vec<MemberEntry>,
@@ -60,9 +62,78 @@ struct StatusReport {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MemberEntry {
-    id: i64,
+    id: u64,
+    address: String,
     role: &'static str,
     voting: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag: Option<u64>,
+}
+
+/// A member this many entries behind what it knows to be committed is not ready.
+pub(crate) const READY_LAG: u64 = 1_000;
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+        Role::Outside => "outside",
+        Role::Stopped => "stopped",
+    }
+}
+
+/// Why a member is not ready, or `None` if it is.
+fn not_ready(status: &Status, has_secret: bool) -> Option<String> {
+    match status.role {
+        Role::Outside => return Some("not in the membership (waiting to be added)".into()),
+        Role::Stopped => return Some("consensus stopped".into()),
+        _ => {}
+    }
+    if status.leader.is_none() {
+        return Some("no leader is known".into());
+    }
+    let behind = status.commit_index.saturating_sub(status.applied_index);
+    if behind > READY_LAG {
+        return Some(format!("catching up: {behind} committed entries not applied yet"));
+    }
+    if !has_secret {
+        return Some("waiting for the ensemble's first entries".into());
+    }
+    None
+}
+
+fn members(status: &Status) -> Vec<MemberEntry> {
+    let entry = |id: u64, address: &String, voting: bool| {
+        let matched = status.matched.get(&id).copied();
+        MemberEntry {
+            id,
+            address: address.clone(),
+            role: match (voting, status.leader == Some(id)) {
+                (true, true) => "leader",
+                (true, false) => "follower",
+                (false, _) => "learner",
+            },
+            voting,
+            matched_index: matched,
+            lag: matched.map(|m| status.last_log_index.saturating_sub(m)),
+        }
+    };
+    let membership = &status.membership;
+    membership
+        .voters
+        .iter()
+        .map(|(id, address)| entry(*id, address, true))
+        .chain(
+            membership
+                .learners
+                .iter()
+                .map(|(id, address)| entry(*id, address, false)),
+        )
+        .collect()
 }
 
 /// Gauges set from the state at each scrape.
@@ -165,47 +236,45 @@ fn saturating_i64(n: usize) -> i64 {
 }
 
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+    let unavailable = |reason: String| (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
     match admin.shared.stats.phase() {
-        Phase::Serving => (StatusCode::OK, "ready").into_response(),
-        Phase::Starting => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not serving clients yet: recovering the data",
-        )
-            .into_response(),
-        Phase::Stopping => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down: no longer serving clients",
-        )
-            .into_response(),
+        Phase::Serving => {}
+        Phase::Starting => return unavailable("not serving clients yet: recovering".into()),
+        Phase::Stopping => return unavailable("shutting down: no longer serving clients".into()),
+    }
+    let has_secret = lock(&admin.shared.state).tree.secret().is_some();
+    match consensus_status(&admin.shared) {
+        None => unavailable("consensus is not open yet".into()),
+        Some(status) => match not_ready(&status, has_secret) {
+            Some(reason) => unavailable(reason),
+            None => (StatusCode::OK, "ready").into_response(),
+        },
     }
 }
 
 async fn status(State(admin): State<Arc<Admin>>) -> Response {
-    let (last_zxid, connections, sessions, znodes) = {
+    let (connections, sessions, znodes) = {
         let state = lock(&admin.shared.state);
         (
-            state.tree.last_zxid(),
             state.connection_count(),
             state.sessions.len(),
             state.tree.node_count(),
         )
     };
-    let index = u64::try_from(last_zxid).unwrap_or(0);
+    let Some(status) = consensus_status(&admin.shared) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "consensus is not open yet").into_response();
+    };
     let report = StatusReport {
-        id: MEMBER_ID,
-        role: "leader",
-        leader_id: MEMBER_ID,
-        term: 1,
-        commit_index: index,
-        applied_index: index,
-        membership_version: 1,
-        mode: "standalone",
+        id: status.id,
+        role: role_name(status.role),
+        leader_id: status.leader,
+        term: status.term,
+        commit_index: status.commit_index,
+        applied_index: status.applied_index,
+        membership_version: status.membership.version,
+        mode: mode(&status),
         version: VERSION,
-        members: vec![MemberEntry {
-            id: MEMBER_ID,
-            role: "leader",
-            voting: true,
-        }],
+        members: members(&status),
         connections,
         sessions,
         znodes,

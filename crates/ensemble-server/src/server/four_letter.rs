@@ -7,13 +7,17 @@
 //! ZooKeeper's refusal text otherwise. Implemented, byte for byte in Apache
 //! ZooKeeper 3.9's formats (its `server/command/*Command.java` are the
 //! specification): `ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `isro`, `wchs`,
-//! `cons`, `dirs`. The mode is `standalone` while a member runs alone. Other known
+//! `cons`, `dirs`. The mode is `standalone` for a member that is the whole
+//! ensemble, else `leader`, `follower` or `observer` (a learner), as in ZooKeeper;
+//! `mntr` adds the Raft view (term, commit and applied index, membership). Other known
 //! words (`dump`, `wchc`, `wchp`, `crst`, `srst`, `gtmk`, `stmk`, `hash`) say they
 //! are not implemented. Values come from [`super::stats`], the shared state (taken
 //! briefly, never together with the stats' locks) and the configured data directory.
 
 use std::fmt::Write as _;
 use std::path::Path;
+
+use crate::consensus::{Role, Status};
 
 use super::connection::lock;
 use super::stats::ConnectionInfo;
@@ -34,11 +38,26 @@ const KNOWN: [&str; 18] = [
 /// give, so we append nothing.
 pub(crate) const VERSION: &str = concat!("3.9.0-ensemble-", env!("CARGO_PKG_VERSION"));
 
-/// The mode the words report: a member alone is ZooKeeper's standalone server.
-const MODE: &str = "standalone";
+/// ZooKeeper's name for what a member does: `standalone` for the whole ensemble
+/// alone, `leader`, `follower`, `observer` for a learner; a member that knows no
+/// leader is `looking` (ZooKeeper answers "not currently serving" then).
+pub(crate) fn mode(status: &Status) -> &'static str {
+    let alone = status.membership.voters.len() == 1
+        && status.membership.learners.is_empty()
+        && status.membership.voters.contains_key(&status.id);
+    match status.role {
+        Role::Leader if alone => "standalone",
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Learner => "observer",
+        Role::Candidate | Role::Outside | Role::Stopped => "looking",
+    }
+}
 
-/// Our member id while a member runs alone (`serverId` in `conf`).
-pub(crate) const MEMBER_ID: i64 = 1;
+/// The member's consensus status, if consensus is open.
+pub(crate) fn consensus_status(shared: &Shared) -> Option<Status> {
+    lock(&shared.state).consensus().map(|c| c.status())
+}
 
 /// The word at the front of `buf`, if it is one.
 pub(crate) fn detect(buf: &[u8]) -> Option<&'static str> {
@@ -78,6 +97,7 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
         out.push('\n');
     }
     let summary = shared.stats.summary();
+    let mode = consensus_status(shared).map_or("looking", |s| mode(&s));
     let (zxid, nodes) = {
         let state = lock(&shared.state);
         (state.tree.last_zxid(), state.tree.node_count())
@@ -90,7 +110,7 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
          Connections: {}\n\
          Outstanding: {}\n\
          Zxid: 0x{zxid:x}\n\
-         Mode: {MODE}\n\
+         Mode: {mode}\n\
          Node count: {nodes}\n",
         summary.min_latency_ms,
         java_double(summary.avg_latency_ms),
@@ -168,9 +188,13 @@ fn monitor(shared: &Shared) -> String {
             state.sessions.len(),
         )
     };
+    let status = consensus_status(shared);
     let mut lines: Vec<(&str, String)> = vec![
         ("version", VERSION.to_owned()),
-        ("server_state", MODE.to_owned()),
+        (
+            "server_state",
+            status.as_ref().map_or("looking", mode).to_owned(),
+        ),
         ("avg_latency", java_double(summary.avg_latency_ms)),
         ("max_latency", summary.max_latency_ms.to_string()),
         ("min_latency", summary.min_latency_ms.to_string()),
@@ -191,6 +215,30 @@ fn monitor(shared: &Shared) -> String {
     lines.push(("uptime", summary.uptime.as_millis().to_string()));
     lines.push(("global_sessions", sessions.to_string()));
     lines.push(("local_sessions", "0".to_owned()));
+    if let Some(status) = &status {
+        let voters = status.membership.voters.len();
+        lines.push(("server_id", status.id.to_string()));
+        lines.push((
+            "leader_id",
+            status.leader.map_or("-1".to_owned(), |l| l.to_string()),
+        ));
+        lines.push(("raft_term", status.term.to_string()));
+        lines.push(("raft_commit_index", status.commit_index.to_string()));
+        lines.push(("raft_applied_index", status.applied_index.to_string()));
+        lines.push(("raft_membership_version", status.membership.version.to_string()));
+        lines.push(("voters", voters.to_string()));
+        lines.push(("learners", status.membership.learners.len().to_string()));
+        if status.role == Role::Leader {
+            // ZooKeeper's leader-only gauges: followers, and those in sync.
+            let synced = status
+                .matched
+                .iter()
+                .filter(|(id, m)| **id != status.id && **m >= status.commit_index)
+                .count();
+            lines.push(("followers", (status.matched.len().saturating_sub(1)).to_string()));
+            lines.push(("synced_followers", synced.to_string()));
+        }
+    }
     let mut out = String::new();
     for (key, value) in lines {
         let _ = writeln!(out, "zk_{key}\t{value}");
@@ -229,12 +277,13 @@ fn conf(shared: &Shared) -> String {
          minSessionTimeout={}\n\
          maxSessionTimeout={}\n\
          clientPortListenBacklog=-1\n\
-         serverId={MEMBER_ID}\n",
-        c.client_port,
+         serverId={}\n",
+        shared.client_port.load(std::sync::atomic::Ordering::Relaxed),
         c.tick_time_ms,
         c.max_client_connections,
         c.min_session_timeout_ms,
         c.max_session_timeout_ms,
+        c.my_id,
     )
 }
 

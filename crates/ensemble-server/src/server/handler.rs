@@ -10,7 +10,8 @@
 //! (exists also on a missing node). A write's
 //! reply carries its zxid, any other reply the tree's last zxid. Errors are
 //! replies with a `KeeperException.Code`. `exists` checks READ on an existing
-//! node, as ZooKeeper 3.9 does.
+//! node, as ZooKeeper 3.9 does. A sync waits (in its slot) until this member has
+//! applied the commit index the leader confirms ([`State::request_sync`]).
 
 use crate::protocol::{
     encode_reply, perms, AddWatchMode, ClientInfo, Create2Response, CreateResponse, ErrorCode,
@@ -64,7 +65,7 @@ pub(crate) fn drain(state: &mut State, conn: ConnId) {
                     state.send_ready(conn, ready);
                 }
             }
-            Slot::Awaiting => unreachable!("pop_unblocked never returns a waiting slot"),
+            Slot::Awaiting(_) => unreachable!("pop_unblocked never returns a waiting slot"),
         }
     }
 }
@@ -188,8 +189,11 @@ pub(crate) fn handle(
                 ephemerals,
             }))
         }
-        // One member: everything committed is already applied.
-        Request::Sync(r) => Ok(Response::Sync(SyncResponse { path: r.path })),
+        // Answered once this member has applied what the leader had committed.
+        Request::Sync(r) => {
+            state.request_sync(caller.conn, xid, r.path);
+            return None;
+        }
         Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
         Request::CheckWatches(r) => watch_kind(r.watcher_type).and_then(|kind| {
             if state.watches.contains(&r.path, kind, &caller.conn) {
@@ -236,6 +240,11 @@ pub(crate) fn handle(
         })),
     };
     Some(ready(state, xid, reply, close))
+}
+
+/// The reply to a sync that waited for `zxid` to be applied.
+pub(crate) fn sync_reply(xid: i32, zxid: i64, path: String) -> Ready {
+    encode(xid, zxid, Ok(Response::Sync(SyncResponse { path })), false)
 }
 
 /// A reply that is not a write's: it carries the tree's last zxid.

@@ -1,58 +1,63 @@
-//! The network layer of one member: accept client connections and serve the
-//! ZooKeeper protocol until shutdown.
+//! The network layer of one member: consensus underneath, client connections on
+//! top, served until shutdown.
 //!
-//! Contract: [`Member::open`] recovers the member's data from its data directory
-//! (or starts empty, in memory, without one) and fails with a clear
-//! [`ServerError`] if the directory is unusable; a member that replayed log
-//! entries writes a fresh snapshot before serving. [`Member::serve`] (or [`run`],
-//! both steps at once) takes bound [`Listeners`] (tests bind port 0): the client
-//! port and, optionally, the admin HTTP port ([`admin`]); a bare client
-//! `TcpListener` converts into listeners without an admin port. The config's
-//! `client_port` is replaced by the port actually bound (for `conf`).
+//! Contract: [`Member::open`] opens consensus ([`crate::consensus`]) on the peer
+//! listener, which recovers the member's log and snapshots from its data directory
+//! (or starts empty, in memory, without one) and re-applies what was committed,
+//! and fails with a clear [`ServerError`] if the directory is unusable. Unless
+//! `joinExisting` is set it then founds the ensemble of the config's `server.<id>`
+//! participants (or of itself alone), which is a no-op for a member that has a log
+//! already. [`Member::serve`] (or [`run`], both steps at once) takes bound
+//! [`Listeners`] (tests bind port 0): the client port, optionally the admin HTTP
+//! port ([`admin`]) and the peer port (without one, the member listens for peers on
+//! an ephemeral loopback port: fine for an ensemble of one); a bare client
+//! `TcpListener` converts into listeners without the others. The config's ports
+//! are replaced by the ports actually bound (for `conf`).
 //!
 //! Each connection runs in its own task ([`connection`]); requests execute
 //! against one shared [`state::State`] behind a mutex ([`handler`] maps them to
-//! reads and transactions); the [`commit`] loop makes writes durable before they
-//! are applied and answered. [`stats`] counts packets, requests and connections
+//! reads and transactions); writes go through consensus and are answered when
+//! applied ([`replica`]). [`stats`] counts packets, requests and connections
 //! for the four-letter words ([`four_letter`]) and the admin port, and holds the
-//! serving phase `/readyz` reports: starting, serving once the accept loop runs,
-//! stopping once shutdown begins. Periodic tasks expire sessions every `tickTime`
-//! and delete empty containers and expired TTL nodes every
-//! `znode.container.checkIntervalMs`. Connections beyond `maxClientCnxns` from one
-//! IP are closed at once.
+//! serving phase `/readyz` reports. Periodic tasks: every `tickTime` the leader
+//! expires sessions and the other members report their sessions' liveness to it;
+//! every `znode.container.checkIntervalMs` the leader deletes empty containers
+//! and expired TTL nodes. Connections beyond `maxClientCnxns` from one IP are
+//! closed at once. A member that knows no leader refuses new sessions and, once it
+//! has known none for an election timeout, closes its client connections, as a
+//! ZooKeeper follower that lost its leader does (its clients move to a member
+//! that can serve them).
 //!
-//! On shutdown, accepting stops, every connection closes, what was proposed is
-//! made durable and `serve` returns. Sessions are not closed: like ZooKeeper's,
-//! they live in the data and a client may resume its session (and keep its
-//! ephemerals) on the restarted member until it expires; a restart, rolling or
-//! not, must not drop every client's ephemerals. A failing transaction log stops
-//! the member with [`ServerError::Log`].
+//! On shutdown, accepting stops, every connection closes, consensus stops and
+//! `serve` returns. Sessions are not closed: they live in the replicated data and
+//! a client may resume its session (and keep its ephemerals) on any member until
+//! it expires; a restart, rolling or not, must not drop every client's ephemerals.
 
 mod admin;
-mod commit;
 mod connection;
 mod four_letter;
 mod handler;
+mod replica;
 mod state;
 mod stats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ServerConfig;
-use crate::storage::{self, Storage, StorageError};
-use crate::tree::snapshot::snapshot;
+use crate::config::{ServerConfig, ServerRole};
+use crate::consensus::{self, Consensus, ConsensusError, Role};
 use crate::tree::{DataTree, TreeOptions};
 
 use connection::lock;
-use state::State;
+use state::{State, SyncRequest};
 use stats::{Phase, ServerStats};
 
 /// Why the server stopped serving.
@@ -60,17 +65,19 @@ use stats::{Phase, ServerStats};
 pub enum ServerError {
     #[error("accepting client connections failed: {0}")]
     Accept(#[source] std::io::Error),
+    #[error("cannot listen for peers: {0}")]
+    PeerPort(#[source] std::io::Error),
     #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("cannot start the commit thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error("the transaction log failed; the member stopped (see the log above)")]
-    Log,
+    Consensus(#[from] ConsensusError),
+    #[error("consensus stopped on its own (see the log above); the member stopped")]
+    ConsensusStopped,
 }
 
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
+    /// The client port actually bound (the config may say 0), for `conf`.
+    pub client_port: std::sync::atomic::AtomicU16,
     pub state: Mutex<State>,
     pub stats: ServerStats,
 }
@@ -81,6 +88,8 @@ pub struct Listeners {
     pub client: TcpListener,
     /// The admin HTTP port, if it is enabled.
     pub admin: Option<TcpListener>,
+    /// The peer (Raft) port; `None` listens on an ephemeral loopback port.
+    pub peer: Option<TcpListener>,
 }
 
 impl From<TcpListener> for Listeners {
@@ -88,6 +97,7 @@ impl From<TcpListener> for Listeners {
         Self {
             client,
             admin: None,
+            peer: None,
         }
     }
 }
@@ -147,51 +157,98 @@ fn is_transient(error: &std::io::Error) -> bool {
     ) || matches!(error.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
 }
 
-/// A member recovered and ready to serve; see the module contract.
+/// A member whose consensus is open; see the module contract.
 pub struct Member {
-    config: ServerConfig,
-    storage: Option<Storage>,
-    tree: DataTree,
-    secret: [u8; storage::SECRET_LEN],
+    shared: Arc<Shared>,
+    consensus: Consensus,
+    syncs: mpsc::UnboundedReceiver<SyncRequest>,
+}
+
+/// Consensus settings for a member; election timing suits one machine or one
+/// cluster network, where a crashed leader is replaced well under a second.
+fn consensus_options(config: &ServerConfig, advertise: String) -> consensus::Options {
+    consensus::Options {
+        id: config.my_id,
+        data_dir: config.data_dir.clone(),
+        advertise,
+        heartbeat: Duration::from_millis(50),
+        election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
+        snapshot_every: config.snap_count,
+        promote_max_lag: 1_000,
+        faults: None,
+    }
+}
+
+/// The voters a member founds the ensemble with: the config's participants, or
+/// itself alone.
+fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, String> {
+    let voters: BTreeMap<u64, String> = config
+        .servers
+        .iter()
+        .filter(|(_, spec)| spec.role == ServerRole::Participant)
+        .map(|(id, spec)| (*id, spec.peer_address()))
+        .collect();
+    if voters.is_empty() {
+        BTreeMap::from([(config.my_id, advertise.to_owned())])
+    } else {
+        voters
+    }
 }
 
 impl Member {
-    /// Recovers the member's data; see the module contract.
-    pub fn open(config: ServerConfig) -> Result<Self, ServerError> {
+    /// Opens consensus and founds or joins the ensemble; see the module contract.
+    pub async fn open(config: ServerConfig, peer: Option<TcpListener>) -> Result<Self, ServerError> {
+        let peer = match peer {
+            Some(listener) => listener,
+            None => TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(ServerError::PeerPort)?,
+        };
+        let mut config = config;
+        if let Ok(addr) = peer.local_addr() {
+            config.peer_port = addr.port();
+        }
+        let advertise = config.advertised_peer_address();
         let options = TreeOptions {
             ttl_enabled: config.extended_types_enabled,
         };
-        let Some(dir) = config.data_dir.clone() else {
-            return Ok(Self {
-                config,
-                storage: None,
-                tree: DataTree::new(options),
-                secret: rand::random(),
-            });
-        };
-        let (storage, recovered) = Storage::open(&dir, options)?;
-        tracing::info!(
-            dir = %dir.display(),
-            snapshot_zxid = %format!("0x{:x}", recovered.snapshot_zxid),
-            replayed = recovered.replayed,
-            last_zxid = %format!("0x{:x}", recovered.tree.last_zxid()),
-            "recovered the data directory"
-        );
-        if recovered.replayed > 0 {
-            let zxid = recovered.tree.last_zxid();
-            storage::write_snapshot(&dir, zxid, &snapshot(&recovered.tree))
-                .and_then(|()| storage::purge(&dir, config.snap_retain_count))
-                .map_err(|source| StorageError::Io {
-                    dir: dir.clone(),
-                    source,
-                })?;
-        }
-        Ok(Self {
+        let shared = Arc::new(Shared {
+            client_port: config.client_port.into(),
+            state: Mutex::new(State::new(&config, DataTree::new(options))),
+            stats: ServerStats::new(),
             config,
-            storage: Some(storage),
-            tree: recovered.tree,
-            secret: recovered.secret,
+        });
+        let machine = Arc::new(replica::Machine {
+            shared: Arc::clone(&shared),
+        });
+        let consensus = Consensus::open(
+            consensus_options(&shared.config, advertise.clone()),
+            peer,
+            machine,
+        )
+        .await?;
+        tracing::info!(
+            id = shared.config.my_id,
+            last_zxid = %format!("0x{:x}", lock(&shared.state).tree.last_zxid()),
+            "recovered"
+        );
+        if !shared.config.join_existing {
+            consensus
+                .bootstrap(founding_voters(&shared.config, &advertise))
+                .await?;
+        }
+        let (syncs_tx, syncs) = mpsc::unbounded_channel();
+        lock(&shared.state).set_consensus(consensus.clone(), syncs_tx);
+        Ok(Self {
+            shared,
+            consensus,
+            syncs,
         })
+    }
+
+    /// Stops a member that was opened and never served.
+    pub async fn close(self) {
+        self.consensus.shutdown().await;
     }
 
     /// Serves clients on `listeners` until `shutdown` is cancelled.
@@ -210,7 +267,9 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    Member::open(config)?.serve(listeners, shutdown).await
+    let mut listeners = listeners.into();
+    let member = Member::open(config, listeners.peer.take()).await?;
+    member.serve(listeners, shutdown).await
 }
 
 /// Runs `tick` under the state lock every `period` until `stop`.
@@ -234,51 +293,144 @@ fn spawn_periodic(
     });
 }
 
+/// Answers syncs: asks consensus for the leader's commit index, then lets the
+/// state answer once it has applied it; a failure closes the connection.
+async fn answer_syncs(
+    shared: Arc<Shared>,
+    consensus: Consensus,
+    mut requests: mpsc::UnboundedReceiver<SyncRequest>,
+    stop: CancellationToken,
+) {
+    loop {
+        let request = tokio::select! {
+            () = stop.cancelled() => return,
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let shared = Arc::clone(&shared);
+        let consensus = consensus.clone();
+        tokio::spawn(async move {
+            let index = consensus.read_index().await;
+            let mut state = lock(&shared.state);
+            match index {
+                Ok(index) => {
+                    let zxid = i64::try_from(index).unwrap_or(i64::MAX);
+                    let ready = handler::sync_reply(request.xid, zxid, request.path);
+                    state.complete_at(zxid, request.conn, request.slot, ready);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "sync failed; closing its connection");
+                    state.send(request.conn, state::Outbound::Close);
+                }
+            }
+        });
+    }
+}
+
+/// Follows consensus: closes connections whose writes a generation change may
+/// have lost, and all client connections once no leader has been known for an
+/// election timeout.
+async fn follow_consensus(
+    shared: Arc<Shared>,
+    consensus: Consensus,
+    stop: CancellationToken,
+    fatal: CancellationToken,
+) {
+    let mut generations = consensus.watch_generation();
+    let mut status = consensus.watch_status();
+    let grace = Duration::from_millis(500);
+    let mut leaderless_since: Option<Instant> = None;
+    let mut check = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = generations.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let generation = *generations.borrow_and_update();
+                lock(&shared.state).generation_changed(generation);
+            }
+            changed = status.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = check.tick() => {}
+        }
+        let (leader, role) = {
+            let status = status.borrow();
+            (status.leader, status.role)
+        };
+        if role == Role::Stopped {
+            fatal.cancel();
+            return;
+        }
+        match (leader, leaderless_since) {
+            (Some(_), _) => leaderless_since = None,
+            (None, None) => leaderless_since = Some(Instant::now()),
+            (None, Some(since)) if since.elapsed() >= grace => {
+                lock(&shared.state).close_all_connections();
+                leaderless_since = Some(Instant::now());
+            }
+            (None, Some(_)) => {}
+        }
+    }
+}
+
 async fn serve(
     member: Member,
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let Member {
-        mut config,
-        storage,
-        tree,
-        secret,
+        shared,
+        consensus,
+        syncs,
     } = member;
     let Listeners {
         client: listener,
         admin: admin_listener,
+        peer: _,
     } = listeners;
-    if let Ok(addr) = listener.local_addr() {
-        config.client_port = addr.port();
-    }
-    if let Some(addr) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
-        config.admin_port = addr.port();
-    }
     let limiter = ConnectionLimiter {
-        max_per_ip: config.max_client_connections,
+        max_per_ip: shared.config.max_client_connections,
         counts: Arc::default(),
     };
-    let wake = Arc::new(Condvar::new());
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::new(&config, tree, &secret, Arc::clone(&wake))),
-        config,
-        stats: ServerStats::new(),
-    });
+    let bound = (listener.local_addr().ok().map(|a| a.port()),);
+    if let Some(port) = bound.0 {
+        shared.client_port.store(port, std::sync::atomic::Ordering::Relaxed);
+    }
     let fatal = CancellationToken::new();
-    let committer = commit::spawn(Arc::clone(&shared), wake, storage, fatal.clone())
-        .map_err(ServerError::Thread)?;
     let tracker = TaskTracker::new();
     let connections = shutdown.child_token();
 
-    let tick = Duration::from_millis(u64::from(shared.config.tick_time_ms.max(1)));
-    spawn_periodic(
-        &tracker,
-        &shared,
-        tick,
+    tracker.spawn(answer_syncs(
+        Arc::clone(&shared),
+        consensus.clone(),
+        syncs,
         connections.clone(),
-        State::expire_sessions,
-    );
+    ));
+    tracker.spawn(follow_consensus(
+        Arc::clone(&shared),
+        consensus.clone(),
+        connections.clone(),
+        fatal.clone(),
+    ));
+    let tick = Duration::from_millis(u64::from(shared.config.tick_time_ms.max(1)));
+    let ticking = consensus.clone();
+    spawn_periodic(&tracker, &shared, tick, connections.clone(), move |state| {
+        let status = ticking.status();
+        state.session_tick(status.role);
+        if status.role != Role::Leader && status.leader.is_some() {
+            let alive = state.alive_sessions();
+            if !alive.is_empty() {
+                ticking.send_to_leader(replica::encode_alive(&alive));
+            }
+        }
+    });
     let container_check = Duration::from_millis(shared.config.container_check_interval_ms.max(1));
     let max_never_used = shared.config.container_max_never_used_ms;
     spawn_periodic(
@@ -302,7 +454,7 @@ async fn serve(
     let result = loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
-            () = fatal.cancelled() => break Err(ServerError::Log),
+            () = fatal.cancelled() => break Err(ServerError::ConsensusStopped),
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -333,11 +485,6 @@ async fn serve(
     connections.cancel();
     tracker.close();
     tracker.wait().await;
-    lock(&shared.state).stop();
-    // The commit loop finishes what was proposed before it returns.
-    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
-    if fatal.is_cancelled() {
-        return Err(ServerError::Log);
-    }
+    consensus.shutdown().await;
     result
 }

@@ -1,38 +1,50 @@
 //! The member's shared state: data tree, watch table, session table, the live
-//! connections' outboxes and reply queues, and the writes waiting to be logged,
-//! behind one mutex held only for synchronous work.
+//! connections' outboxes and reply queues, and the writes this member proposed and
+//! waits to see applied, behind one mutex held only for synchronous work.
 //!
 //! Contract:
-//! - A write is *proposed* ([`State::propose`]): it gets the next zxid and waits in
-//!   [`State::take_proposed`]'s batch for the commit loop ([`super::commit`]), which
-//!   makes it durable and then calls [`State::apply_committed`]. The tree therefore
-//!   only ever holds durable transactions, and every reader, of any session, sees
-//!   only those. (With replication, the Raft log will take the local log's place.)
+//! - A write is *proposed* ([`State::propose`]): it becomes a [`Command`] tagged with
+//!   this member's id and a sequence number and goes to consensus, which orders it
+//!   in the replicated log. Consensus applies committed entries on every member in
+//!   log order ([`State::apply_entry`], called by [`super::replica`]); the log index
+//!   is the zxid. The tree therefore only ever holds committed transactions, and
+//!   every reader, of any session on any member, sees only those.
 //! - Applying queues the transaction's watch notifications on the watchers'
-//!   outboxes, then fills the proposer's reply slot.
-//! - Each connection has a queue of reply slots in request order: a write's slot
-//!   waits until it is applied; a read that arrives behind a waiting write is
-//!   deferred and executed when everything ahead of it is done, so it sees the
-//!   session's own earlier writes (ZooKeeper's FIFO client order); ready replies
-//!   leave only from the head of the queue, so replies go out strictly in request
-//!   order and every notification precedes any later reply on its connection.
+//!   outboxes; on the member that proposed it, it then fills the proposer's reply
+//!   slot, found by the command's tag.
+//! - Each connection has a queue of reply slots in request order: a write's (or a
+//!   sync's) slot waits until it is applied; a read that arrives behind a waiting
+//!   slot is deferred and executed when everything ahead of it is done, so it sees
+//!   the session's own earlier writes (ZooKeeper's FIFO client order); ready
+//!   replies leave only from the head of the queue, so replies go out strictly in
+//!   request order and every notification precedes any later reply on its
+//!   connection.
+//! - Generations (see [`crate::consensus`]): a connection's writes all carry the
+//!   generation current when it last had nothing waiting. A proposal refused as
+//!   stale, or a generation change while a connection waits for a write, closes
+//!   that connection: its client sees ConnectionLoss, reconnects and keeps its
+//!   session, and no later write of it can overtake a lost earlier one.
+//! - Sessions: their creation and closing are log entries, so every member knows
+//!   every session; only the leader expires them, from the liveness the members
+//!   report ([`State::alive_sessions`], [`State::touch_sessions`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::ServerConfig;
+use crate::consensus::{Consensus, Role};
 use crate::protocol::{
     encode_reply, xid, KeeperState, ReplyHeader, Request, Response, WatcherEvent,
 };
 use crate::session::SessionTable;
-use crate::storage::Entry;
-use crate::tree::{DataTree, Origin, Txn, TxnResult};
+use crate::tree::snapshot::{restore, snapshot, SnapshotError};
+use crate::tree::{DataTree, Done, Origin, Outcome, Txn, TxnResult};
 use crate::watches::{Notification, WatchManager};
 
-use super::handler::Caller;
+use super::handler::{drain, Caller};
+use super::replica::Command;
 
 /// Identifies one client connection (and its watches).
 pub(crate) type ConnId = u64;
@@ -65,17 +77,33 @@ pub(crate) struct Deferred {
 
 /// One place in a connection's reply order.
 pub(crate) enum Slot {
-    /// A proposed write, not applied yet.
-    Awaiting,
+    /// A proposed write or a sync, not applied yet; the number names it.
+    Awaiting(u64),
     Ready(Ready),
     Deferred(Deferred),
 }
 
-/// A write waiting to be logged and applied.
-pub(crate) struct Proposal {
-    pub entry: Entry,
-    /// The connection waiting for the reply, and how to build it.
-    pub reply: Option<(ConnId, Finish)>,
+/// A write this member proposed, waiting to be applied.
+struct Pending {
+    conn: ConnId,
+    slot: u64,
+    generation: u64,
+    finish: Finish,
+}
+
+/// A sync waiting for the member to apply the leader's commit index.
+struct SyncWaiter {
+    conn: ConnId,
+    slot: u64,
+    ready: Ready,
+}
+
+/// A sync for the read-index task: its connection, slot, xid and path.
+pub(crate) struct SyncRequest {
+    pub conn: ConnId,
+    pub slot: u64,
+    pub xid: i32,
+    pub path: String,
 }
 
 /// See the module contract.
@@ -84,15 +112,24 @@ pub(crate) struct State {
     pub watches: WatchManager<ConnId>,
     pub sessions: SessionTable,
     pub super_digest: Option<String>,
+    my_id: u64,
+    consensus: Option<Consensus>,
     outboxes: HashMap<ConnId, UnboundedSender<Outbound>>,
     queues: HashMap<ConnId, VecDeque<Slot>>,
+    /// The generation each connection's writes carry.
+    generations: HashMap<ConnId, u64>,
     /// The connection each session is currently attached to.
     session_conns: HashMap<i64, ConnId>,
-    next_zxid: i64,
-    proposed: Vec<Proposal>,
-    /// Wakes the commit loop when something is proposed or the member stops.
-    wake: Arc<Condvar>,
-    stopping: bool,
+    /// This member's proposals not applied yet, by sequence number.
+    pending: HashMap<u64, Pending>,
+    next_seq: u64,
+    next_slot: u64,
+    /// Syncs by the index they wait for.
+    syncs: BTreeMap<i64, Vec<SyncWaiter>>,
+    /// Where syncs go to learn the leader's commit index.
+    sync_requests: Option<UnboundedSender<SyncRequest>>,
+    /// Whether this member led at the last session tick.
+    leading: bool,
     started: Instant,
 }
 
@@ -104,33 +141,45 @@ pub(crate) fn wall_ms() -> i64 {
 }
 
 impl State {
-    /// State around a recovered `tree`; its sessions get a full timeout to return.
-    pub fn new(config: &ServerConfig, tree: DataTree, secret: &[u8], wake: Arc<Condvar>) -> Self {
-        let mut sessions = SessionTable::new(
-            1,
+    /// An empty member; consensus restores and replays into it.
+    pub fn new(config: &ServerConfig, tree: DataTree) -> Self {
+        let sessions = SessionTable::new(
+            u8::try_from(config.my_id).unwrap_or(u8::MAX),
             wall_ms(),
-            secret,
+            &[],
             config.min_session_timeout_ms,
             config.max_session_timeout_ms,
         );
-        let started = Instant::now();
-        for (&id, &timeout_ms) in tree.sessions() {
-            sessions.restore(id, timeout_ms, 0);
-        }
         Self {
-            next_zxid: tree.last_zxid() + 1,
             tree,
             watches: WatchManager::new(),
             sessions,
             super_digest: config.super_digest.clone(),
+            my_id: config.my_id,
+            consensus: None,
             outboxes: HashMap::new(),
             queues: HashMap::new(),
+            generations: HashMap::new(),
             session_conns: HashMap::new(),
-            proposed: Vec::new(),
-            wake,
-            stopping: false,
-            started,
+            pending: HashMap::new(),
+            next_seq: 1,
+            next_slot: 1,
+            syncs: BTreeMap::new(),
+            sync_requests: None,
+            leading: false,
+            started: Instant::now(),
         }
+    }
+
+    /// Connects the state to consensus once it is open (proposals need it), and to
+    /// the task that asks it for read indexes (syncs need it).
+    pub fn set_consensus(&mut self, consensus: Consensus, syncs: UnboundedSender<SyncRequest>) {
+        self.consensus = Some(consensus);
+        self.sync_requests = Some(syncs);
+    }
+
+    pub fn consensus(&self) -> Option<&Consensus> {
+        self.consensus.as_ref()
     }
 
     /// Monotonic milliseconds since start: the session table's clock.
@@ -141,58 +190,230 @@ impl State {
     // ---- the write path ----
 
     /// Orders a write; its reply (if `reply` names a connection) goes out once it
-    /// is durable and applied. See the module contract.
+    /// is committed and applied here. See the module contract.
     pub fn propose(&mut self, origin: Origin, txn: Txn, reply: Option<(ConnId, Finish)>) {
-        let zxid = self.next_zxid;
-        self.next_zxid += 1;
-        if let Some((conn, _)) = &reply {
-            if let Some(queue) = self.queues.get_mut(conn) {
-                queue.push_back(Slot::Awaiting);
+        let Some(consensus) = self.consensus.clone() else {
+            if let Some((conn, _)) = reply {
+                self.send(conn, Outbound::Close);
+            }
+            return;
+        };
+        let generation = match &reply {
+            Some((conn, _)) => self.connection_generation(*conn, &consensus),
+            None => consensus.generation(),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let command = Command {
+            member: self.my_id,
+            seq,
+            time_ms: wall_ms(),
+            origin,
+            txn,
+        };
+        match consensus.propose(generation, command.encode()) {
+            Ok(()) => {
+                if let Some((conn, finish)) = reply {
+                    if let Some(slot) = self.await_slot(conn) {
+                        self.pending.insert(
+                            seq,
+                            Pending {
+                                conn,
+                                slot,
+                                generation,
+                                finish,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(stale) => {
+                tracing::debug!(%stale, "write refused; closing its connection");
+                if let Some((conn, _)) = reply {
+                    self.send(conn, Outbound::Close);
+                }
             }
         }
-        self.proposed.push(Proposal {
-            entry: Entry {
-                zxid,
-                time_ms: wall_ms(),
-                origin,
-                txn,
-            },
-            reply,
-        });
-        self.wake.notify_one();
     }
 
-    /// The proposals not yet handed to the commit loop, in zxid order.
-    pub fn take_proposed(&mut self) -> Vec<Proposal> {
-        std::mem::take(&mut self.proposed)
+    /// The generation `conn`'s next write carries: the current one if nothing of
+    /// it waits, else the one its waiting writes carry.
+    fn connection_generation(&mut self, conn: ConnId, consensus: &Consensus) -> u64 {
+        let waiting = self
+            .queues
+            .get(&conn)
+            .is_some_and(|q| q.iter().any(|s| matches!(s, Slot::Awaiting(_))));
+        if !waiting {
+            self.generations.insert(conn, consensus.generation());
+        }
+        self.generations
+            .get(&conn)
+            .copied()
+            .unwrap_or_else(|| consensus.generation())
     }
 
-    pub fn has_proposed(&self) -> bool {
-        !self.proposed.is_empty()
+    /// Closes the connections whose writes from before `generation` may be lost.
+    pub fn generation_changed(&mut self, generation: u64) {
+        let lost: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.generation < generation)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in lost {
+            if let Some(pending) = self.pending.remove(&seq) {
+                self.send(pending.conn, Outbound::Close);
+            }
+        }
     }
 
-    /// Applies a durable transaction and queues its notifications; returns its
-    /// result. The caller fills the proposer's reply slot.
-    pub fn apply_committed(&mut self, entry: &Entry) -> TxnResult {
+    /// Adds a waiting slot at the end of `conn`'s queue; `None` if it is gone.
+    pub fn await_slot(&mut self, conn: ConnId) -> Option<u64> {
+        let queue = self.queues.get_mut(&conn)?;
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        queue.push_back(Slot::Awaiting(slot));
+        Some(slot)
+    }
+
+    /// Applies the committed log entry at `index` (its zxid): see the module
+    /// contract. `command` is `None` for entries that carry no transaction.
+    pub fn apply_entry(&mut self, index: u64, command: Option<&[u8]>) {
+        let zxid = i64::try_from(index).unwrap_or(i64::MAX);
+        let Some(bytes) = command else {
+            self.tree.advance(zxid);
+            self.release_syncs();
+            return;
+        };
+        let command = match Command::decode(bytes) {
+            Ok(command) => command,
+            Err(e) => {
+                // Every member decodes the same bytes, so every member skips it.
+                tracing::error!(index, error = %e, "undecodable command in the log; skipped");
+                self.tree.advance(zxid);
+                self.release_syncs();
+                return;
+            }
+        };
         let result = self
             .tree
-            .apply(entry.zxid, entry.time_ms, &entry.origin, &entry.txn);
+            .apply(zxid, command.time_ms, &command.origin, &command.txn);
         for event in &result.events {
             for notification in self.watches.trigger(event) {
-                self.notify(notification, entry.zxid);
+                self.notify(notification, zxid);
             }
         }
-        result
+        self.after_apply(&command.txn, &result);
+        if command.member == self.my_id {
+            if let Some(pending) = self.pending.remove(&command.seq) {
+                let ready = (pending.finish)(zxid, result);
+                self.fill(pending.conn, pending.slot, ready);
+                drain(self, pending.conn);
+            }
+        }
+        self.release_syncs();
     }
 
-    /// Asks the commit loop to finish what is proposed and stop.
-    pub fn stop(&mut self) {
-        self.stopping = true;
-        self.wake.notify_all();
+    /// Keeps the session table in step with the replicated sessions.
+    fn after_apply(&mut self, txn: &Txn, result: &TxnResult) {
+        let now = self.now_ms();
+        match (txn, &result.outcome) {
+            (
+                Txn::CreateSession {
+                    session_id,
+                    timeout_ms,
+                },
+                Outcome::Done(_),
+            ) => self.sessions.restore(*session_id, *timeout_ms, now),
+            (Txn::CloseSession { session_id }, _) => {
+                self.sessions.close(*session_id);
+                if let Some(conn) = self.session_conns.remove(session_id) {
+                    // Its own closeSession's reply is queued; Close follows it.
+                    self.send(conn, Outbound::Close);
+                }
+            }
+            (Txn::SetSecret { .. }, Outcome::Done(Done::SecretSet)) => {
+                if let Some(secret) = self.tree.secret() {
+                    let secret = secret.to_vec();
+                    self.sessions.set_secret(&secret);
+                }
+            }
+            _ => {}
+        }
     }
 
-    pub fn stopping(&self) -> bool {
-        self.stopping
+    /// The tree as of its last applied index, for a snapshot.
+    pub fn snapshot(&self) -> (u64, Vec<u8>) {
+        (
+            u64::try_from(self.tree.last_zxid()).unwrap_or(0),
+            snapshot(&self.tree),
+        )
+    }
+
+    /// Replaces the tree with a snapshot and rebuilds the session table from it.
+    pub fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+        let tree = restore(data, self.tree.options())?;
+        let now = self.now_ms();
+        self.tree = tree;
+        if let Some(secret) = self.tree.secret() {
+            let secret = secret.to_vec();
+            self.sessions.set_secret(&secret);
+        }
+        for id in self.sessions.ids() {
+            if !self.tree.sessions().contains_key(&id) {
+                self.sessions.close(id);
+            }
+        }
+        let restored: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(k, v)| (*k, *v)).collect();
+        for (id, timeout_ms) in restored {
+            self.sessions.restore(id, timeout_ms, now);
+        }
+        self.release_syncs();
+        Ok(())
+    }
+
+    // ---- sync ----
+
+    /// Queues a sync: its slot waits until the read-index task learned the
+    /// leader's commit index and this member applied it.
+    pub fn request_sync(&mut self, conn: ConnId, xid: i32, path: String) {
+        let Some(slot) = self.await_slot(conn) else {
+            return;
+        };
+        let sent = self.sync_requests.as_ref().is_some_and(|tx| {
+            tx.send(SyncRequest {
+                conn,
+                slot,
+                xid,
+                path,
+            })
+            .is_ok()
+        });
+        if !sent {
+            self.send(conn, Outbound::Close);
+        }
+    }
+
+    /// Answers `ready` in `conn`'s slot once the tree has applied `index`.
+    pub fn complete_at(&mut self, index: i64, conn: ConnId, slot: u64, ready: Ready) {
+        self.syncs
+            .entry(index)
+            .or_default()
+            .push(SyncWaiter { conn, slot, ready });
+        self.release_syncs();
+    }
+
+    fn release_syncs(&mut self) {
+        let applied = self.tree.last_zxid();
+        while let Some(entry) = self.syncs.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for waiter in entry.remove() {
+                self.fill(waiter.conn, waiter.slot, waiter.ready);
+                drain(self, waiter.conn);
+            }
+        }
     }
 
     // ---- reply order ----
@@ -217,11 +438,14 @@ impl State {
         }
     }
 
-    /// Puts an applied write's reply into the first waiting slot of `conn`.
-    pub fn fill(&mut self, conn: ConnId, ready: Ready) {
+    /// Puts a reply into `conn`'s waiting slot `slot`.
+    pub fn fill(&mut self, conn: ConnId, slot: u64, ready: Ready) {
         if let Some(queue) = self.queues.get_mut(&conn) {
-            if let Some(slot) = queue.iter_mut().find(|s| matches!(s, Slot::Awaiting)) {
-                *slot = Slot::Ready(ready);
+            if let Some(place) = queue
+                .iter_mut()
+                .find(|s| matches!(s, Slot::Awaiting(n) if *n == slot))
+            {
+                *place = Slot::Ready(ready);
             }
         }
     }
@@ -230,7 +454,7 @@ impl State {
     pub fn pop_unblocked(&mut self, conn: ConnId) -> Option<Slot> {
         let queue = self.queues.get_mut(&conn)?;
         match queue.front()? {
-            Slot::Awaiting => None,
+            Slot::Awaiting(_) => None,
             _ => queue.pop_front(),
         }
     }
@@ -286,11 +510,19 @@ impl State {
     pub fn unregister_connection(&mut self, conn: ConnId, session_id: Option<i64>) {
         self.outboxes.remove(&conn);
         self.queues.remove(&conn);
+        self.generations.remove(&conn);
         self.watches.remove_watcher(&conn);
         if let Some(id) = session_id {
             if self.session_conns.get(&id) == Some(&conn) {
                 self.session_conns.remove(&id);
             }
+        }
+    }
+
+    /// Closes every client connection (the member lost its leader).
+    pub fn close_all_connections(&mut self) {
+        for outbox in self.outboxes.values() {
+            let _ = outbox.send(Outbound::Close);
         }
     }
 
@@ -303,17 +535,62 @@ impl State {
         }
     }
 
-    /// Ends a session: it is gone from the table at once, and its ephemerals go
-    /// through a CloseSession transaction.
+    /// Ends a session through a CloseSession transaction; its ephemerals go with it.
     pub fn close_session(&mut self, session_id: i64, reply: Option<(ConnId, Finish)>) {
-        self.sessions.close(session_id);
-        self.session_conns.remove(&session_id);
         self.propose(Origin::system(), Txn::CloseSession { session_id }, reply);
     }
 
-    /// Expires overdue sessions and closes their connections.
-    pub fn expire_sessions(&mut self) {
+    /// The sessions attached to this member's connections: the liveness a member
+    /// reports to the leader every tick.
+    pub fn alive_sessions(&self) -> Vec<i64> {
+        self.session_conns.keys().copied().collect()
+    }
+
+    /// On the leader: sessions another member reported alive.
+    pub fn touch_sessions(&mut self, ids: &[i64]) {
         let now = self.now_ms();
+        for id in ids {
+            self.sessions.touch(*id, now);
+        }
+    }
+
+    /// The session tick: the leader expires overdue sessions (after giving every
+    /// session a full timeout when it has just become leader, and making sure the
+    /// ensemble has a secret); other members keep every session alive, since the
+    /// leader decides.
+    pub fn session_tick(&mut self, role: Role) {
+        let now = self.now_ms();
+        let leading = role == Role::Leader;
+        if leading && !self.leading {
+            self.sessions.refresh_all(now);
+            if self.tree.secret().is_none() {
+                let secret: [u8; 32] = rand::random();
+                self.propose(
+                    Origin::system(),
+                    Txn::SetSecret {
+                        secret: secret.to_vec(),
+                    },
+                    None,
+                );
+            }
+        }
+        self.leading = leading;
+        if !leading {
+            // A session this member expired while it led, whose close never
+            // committed, is still live: take it back.
+            let live: Vec<(i64, i32)> = self
+                .tree
+                .sessions()
+                .iter()
+                .filter(|(id, _)| self.sessions.get(**id).is_none())
+                .map(|(id, timeout)| (*id, *timeout))
+                .collect();
+            for (id, timeout_ms) in live {
+                self.sessions.restore(id, timeout_ms, now);
+            }
+            self.sessions.refresh_all(now);
+            return;
+        }
         for txn in self.sessions.expire(now) {
             if let Txn::CloseSession { session_id } = txn {
                 if let Some(conn) = self.session_conns.remove(&session_id) {
@@ -324,8 +601,12 @@ impl State {
         }
     }
 
-    /// Deletes empty containers and expired TTL nodes (ZooKeeper's ContainerManager).
+    /// Deletes empty containers and expired TTL nodes (ZooKeeper's ContainerManager);
+    /// the leader's job.
     pub fn clean_containers(&mut self, max_never_used_ms: i64) {
+        if !self.leading {
+            return;
+        }
         for path in self.tree.expired_nodes(wall_ms(), max_never_used_ms) {
             self.propose(Origin::system(), Txn::DeleteContainer { path }, None);
         }

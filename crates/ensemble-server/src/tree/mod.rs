@@ -158,6 +158,8 @@ pub struct DataTree {
     ttls: BTreeSet<String>,
     /// Live sessions and their negotiated timeouts.
     sessions: BTreeMap<i64, i32>,
+    /// The ensemble's secret for session passwords, once set ([`Txn::SetSecret`]).
+    secret: Option<Vec<u8>>,
     last_zxid: i64,
     journal: Option<Journal>,
 }
@@ -211,6 +213,7 @@ impl DataTree {
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             sessions: BTreeMap::new(),
+            secret: None,
             last_zxid: 0,
             journal: None,
         }
@@ -224,6 +227,17 @@ impl DataTree {
 
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
+    }
+
+    /// Moves the last zxid to `zxid` for a log entry that carries no transaction
+    /// (a new term's blank entry, a membership change); never backwards.
+    pub fn advance(&mut self, zxid: i64) {
+        self.last_zxid = self.last_zxid.max(zxid);
+    }
+
+    /// The ensemble's secret for session passwords, once set.
+    pub fn secret(&self) -> Option<&[u8]> {
+        self.secret.as_deref()
     }
 
     pub fn node(&self, path: &str) -> Option<&Node> {
@@ -444,7 +458,10 @@ impl DataTree {
             // `apply` handles a top-level multi; inside one, only the four ops above
             // may appear (ZooKeeper's decoder refuses the rest).
             Txn::Multi(_) => Err(ErrorCode::BadArguments),
-            Txn::CreateSession { .. } | Txn::CloseSession { .. } | Txn::DeleteContainer { .. }
+            Txn::CreateSession { .. }
+            | Txn::CloseSession { .. }
+            | Txn::DeleteContainer { .. }
+            | Txn::SetSecret { .. }
                 if in_multi =>
             {
                 Err(ErrorCode::BadArguments)
@@ -459,6 +476,12 @@ impl DataTree {
                 }
                 self.sessions.insert(*session_id, *timeout_ms);
                 Ok(Done::SessionCreated)
+            }
+            Txn::SetSecret { secret } => {
+                if self.secret.is_none() {
+                    self.secret = Some(secret.clone());
+                }
+                Ok(Done::SecretSet)
             }
             Txn::CloseSession { session_id } => {
                 let deleted = self.ephemerals(*session_id);

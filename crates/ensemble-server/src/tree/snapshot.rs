@@ -5,7 +5,8 @@
 //! The format is ours (not ZooKeeper's), big-endian, built from jute primitives:
 //!
 //! ```text
-//! magic "ENS1" (i32) | format version (i32) = 1 | last zxid (i64)
+//! magic "ENS1" (i32) | format version (i32) = 2 | last zxid (i64)
+//! secret (buffer, -1 = not set yet)
 //! sessions: count (i32), then (id i64, timeout i32)*
 //! nodes, in path order: count (i32), then
 //!   path (ustring) | data (buffer, -1 = null) | acl (vector<ACL>)
@@ -24,7 +25,7 @@ use crate::protocol::records::Field;
 use crate::protocol::{Acl, DecodeError, Reader, Writer};
 
 const MAGIC: i32 = i32::from_be_bytes(*b"ENS1");
-const FORMAT_VERSION: i32 = 1;
+const FORMAT_VERSION: i32 = 2;
 /// Bytes a node occupies at the least: path, data, acl lengths and the stat.
 const MIN_NODE_SIZE: usize = 4 + 4 + 4 + 8 * 4 + 4 * 3 + 8 * 2;
 
@@ -52,6 +53,7 @@ pub fn snapshot(tree: &DataTree) -> Vec<u8> {
     w.write_i32(MAGIC);
     w.write_i32(FORMAT_VERSION);
     w.write_i64(tree.last_zxid);
+    w.write_buffer(tree.secret.as_deref());
     let sessions: Vec<(i64, i32)> = tree.sessions.iter().map(|(k, v)| (*k, *v)).collect();
     w.write_vec(&sessions, |w, (id, timeout)| {
         w.write_i64(*id);
@@ -113,6 +115,7 @@ pub fn restore(bytes: &[u8], options: TreeOptions) -> Result<DataTree, SnapshotE
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     let last_zxid = r.read_i64()?;
+    let secret = r.read_buffer()?;
     let sessions: BTreeMap<i64, i32> = r
         .read_vec(12, |r| Ok((r.read_i64()?, r.read_i32()?)))?
         .into_iter()
@@ -123,6 +126,7 @@ pub fn restore(bytes: &[u8], options: TreeOptions) -> Result<DataTree, SnapshotE
     let mut tree = DataTree::new(options);
     tree.nodes.clear();
     tree.last_zxid = last_zxid;
+    tree.secret = secret;
     tree.sessions = sessions;
     for (path, node) in nodes {
         if tree.nodes.contains_key(&path) {

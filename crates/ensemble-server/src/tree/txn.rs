@@ -90,6 +90,11 @@ pub enum Txn {
     DeleteContainer {
         path: String,
     },
+    /// Sets the ensemble's secret, from which session passwords are derived, if it
+    /// has none yet (a leader proposes one when it finds none; the first wins).
+    SetSecret {
+        secret: Vec<u8>,
+    },
 }
 
 /// A change a watch manager may need to announce.
@@ -128,6 +133,8 @@ pub enum Done {
     SessionClosed {
         deleted: Vec<String>,
     },
+    /// The ensemble's secret is set (by this or an earlier transaction).
+    SecretSet,
 }
 
 /// The result of applying a transaction.
@@ -176,6 +183,7 @@ mod tag {
     pub const CREATE_SESSION: i32 = 7;
     pub const CLOSE_SESSION: i32 = 8;
     pub const DELETE_CONTAINER: i32 = 9;
+    pub const SET_SECRET: i32 = 10;
 }
 
 impl CreateKind {
@@ -282,6 +290,10 @@ impl Txn {
                 w.write_i32(tag::DELETE_CONTAINER);
                 w.write_ustring(path);
             }
+            Txn::SetSecret { secret } => {
+                w.write_i32(tag::SET_SECRET);
+                w.write_buffer(Some(secret));
+            }
         }
     }
 
@@ -340,6 +352,9 @@ impl Txn {
             },
             tag::DELETE_CONTAINER => Txn::DeleteContainer {
                 path: r.read_ustring()?,
+            },
+            tag::SET_SECRET => Txn::SetSecret {
+                secret: r.read_buffer()?.unwrap_or_default(),
             },
             tag => {
                 return Err(DecodeError::UnknownTag {
