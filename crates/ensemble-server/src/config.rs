@@ -164,6 +164,8 @@ pub struct ServerConfig {
     pub admin_port: u16,
     /// `admin.enableServer`: whether the admin HTTP port is served at all.
     pub admin_enabled: bool,
+    /// `admin.tokenFile`: the bearer token the admin port's mutating calls need.
+    pub admin_token_file: Option<PathBuf>,
     /// `peerPort`: the Raft port.
     pub peer_port: u16,
     /// `peerAddressTemplate`, e.g. `x-{ordinal}.x-peers.ns.svc.cluster.local`.
@@ -206,6 +208,7 @@ impl Default for ServerConfig {
             container_max_never_used_ms: 0,
             admin_port: 8080,
             admin_enabled: true,
+            admin_token_file: None,
             peer_port: 2888,
             peer_address_template: None,
             super_digest: None,
@@ -306,6 +309,7 @@ impl ServerConfig {
                     cfg.admin_port = parse("admin.serverPort", value)?
                 }
                 "admin.enableServer" => cfg.admin_enabled = parse("admin.enableServer", value)?,
+                "admin.tokenFile" => cfg.admin_token_file = Some(PathBuf::from(value)),
                 "peerPort" => cfg.peer_port = parse("peerPort", value)?,
                 "peerAddressTemplate" => cfg.peer_address_template = Some(value.to_owned()),
                 "superDigest" => cfg.super_digest = Some(value.to_owned()),

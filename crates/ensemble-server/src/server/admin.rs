@@ -16,15 +16,23 @@
 //!   time; counters and the latency histogram are [`super::stats`]'s, updated as
 //!   requests finish.
 //!
-//! Mutating calls (add a learner, promote, remove, transfer leadership) come with
-//! replication.
+//! Mutating calls, forwarded by consensus to the leader from any member, each
+//! requiring `Authorization: Bearer <token>` with the token read from
+//! `admin.tokenFile` (without one configured they are refused with 403):
+//! - `POST /members/{id}` with `{"address": "host:peerPort"}`: add a learner;
+//! - `POST /members/{id}/promote`: make a caught-up learner a voter;
+//! - `DELETE /members/{id}`: remove a member;
+//! - `POST /leader/{id}`: transfer leadership, answered once `id` leads.
+//! They answer 200 with the new `/status`, or an error with the reason: 401 (no or
+//! wrong token), 404 (unknown member), 409 (a change in progress, already a
+//! member, not caught up, last voter), 503 (no leader, timeout).
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -33,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::lock;
-use crate::consensus::{Role, Status};
+use crate::consensus::{ConsensusError, Role, Status};
 
 use super::four_letter::{consensus_status, mode, VERSION};
 use super::stats::Phase;
@@ -151,6 +159,8 @@ struct Admin {
     shared: Arc<Shared>,
     registry: Registry,
     gauges: Gauges,
+    /// The bearer token mutating calls need, if one is configured.
+    token: Option<String>,
 }
 
 /// Serves the admin endpoints on `listener` until `shutdown`; a failure is logged,
@@ -162,6 +172,10 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/members/{id}", post(add_learner))
+        .route("/members/{id}", delete(remove_member))
+        .route("/members/{id}/promote", post(promote))
+        .route("/leader/{id}", post(transfer_leadership))
         .with_state(admin);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -223,10 +237,24 @@ impl Admin {
             "Frames written to clients: replies and watch notifications",
             stats.packets_sent_metric(),
         );
+        let token = shared.config.admin_token_file.as_ref().and_then(|path| {
+            match std::fs::read_to_string(path) {
+                Ok(token) if !token.trim().is_empty() => Some(token.trim().to_owned()),
+                Ok(_) => {
+                    tracing::error!(path = %path.display(), "the admin token file is empty; mutating calls are refused");
+                    None
+                }
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "cannot read the admin token file; mutating calls are refused");
+                    None
+                }
+            }
+        });
         Self {
             shared,
             registry,
             gauges,
+            token,
         }
     }
 }
@@ -317,4 +345,123 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         body,
     )
         .into_response()
+}
+
+// ---- mutating calls ----
+
+/// Checks the bearer token; the refusal to send if it does not match.
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &admin.token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "no admin token is configured (admin.tokenFile): membership changes are disabled",
+        )
+            .into_response());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Compare every byte, so the time taken does not tell how much matched.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response())
+    }
+}
+
+fn refusal(error: &ConsensusError) -> Response {
+    let code = match error {
+        ConsensusError::UnknownMember(_) => StatusCode::NOT_FOUND,
+        ConsensusError::AlreadyMember(_)
+        | ConsensusError::NotCaughtUp { .. }
+        | ConsensusError::ChangeInProgress
+        | ConsensusError::LastVoter(_) => StatusCode::CONFLICT,
+        ConsensusError::NoLeader | ConsensusError::Timeout | ConsensusError::Stopped => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ConsensusError::Storage { .. } | ConsensusError::Other(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    (code, error.to_string()).into_response()
+}
+
+/// Runs a membership call with the token checked, answering with the new status.
+async fn membership_call<F, Fut>(admin: Arc<Admin>, headers: HeaderMap, call: F) -> Response
+where
+    F: FnOnce(crate::consensus::Consensus) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ConsensusError>>,
+{
+    if let Err(refused) = authorize(&admin, &headers) {
+        return refused;
+    }
+    let Some(consensus) = lock(&admin.shared.state).consensus().cloned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "consensus is not open yet").into_response();
+    };
+    match call(consensus).await {
+        Ok(()) => status(State(admin)).await,
+        Err(error) => refusal(&error),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AddLearner {
+    address: String,
+}
+
+async fn add_learner(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let request: AddLearner = match serde_json::from_str(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"address\": \"host:peerPort\"}}: {error}"),
+            )
+                .into_response()
+        }
+    };
+    membership_call(admin, headers, move |c| async move {
+        c.add_learner(id, request.address).await
+    })
+    .await
+}
+
+async fn promote(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    membership_call(admin, headers, move |c| async move { c.promote(id).await }).await
+}
+
+async fn remove_member(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    membership_call(admin, headers, move |c| async move { c.remove(id).await }).await
+}
+
+async fn transfer_leadership(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    membership_call(admin, headers, move |c| async move {
+        c.transfer_leadership(id).await
+    })
+    .await
 }
