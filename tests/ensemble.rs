@@ -1,0 +1,527 @@
+//! Replicated ensembles of real `ensemble server` processes on loopback, driven by a
+//! ZooKeeper client no one here wrote, with members killed by SIGKILL.
+//!
+//! Each test writes its members' configurations (ZooKeeper's `server.<id>` lines)
+//! into a temporary directory, starts every member as its own process, finds the
+//! leader through the admin port's `/status`, and kills and restarts members as a
+//! crash would. Member logs go to `member-<id>.log` in that directory.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zookeeper_client as zk;
+
+const OPEN: zk::CreateOptions<'static> =
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+const EPHEMERAL: zk::CreateOptions<'static> =
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+const WAIT: Duration = Duration::from_secs(30);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ensemble-it-{name}-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The ports of one member.
+#[derive(Clone, Copy)]
+struct Ports {
+    client: u16,
+    peer: u16,
+    admin: u16,
+}
+
+/// An ensemble of member processes; see the module contract.
+struct Cluster {
+    dir: PathBuf,
+    ports: BTreeMap<u64, Ports>,
+    running: BTreeMap<u64, Child>,
+}
+
+impl Cluster {
+    /// Starts `size` members founding one ensemble, and waits until it serves.
+    fn start(name: &str, size: u64) -> Self {
+        let dir = temp_dir(name);
+        let ports: BTreeMap<u64, Ports> = (1..=size)
+            .map(|id| {
+                (
+                    id,
+                    Ports {
+                        client: free_port(),
+                        peer: free_port(),
+                        admin: free_port(),
+                    },
+                )
+            })
+            .collect();
+        let mut cluster = Self {
+            dir,
+            ports,
+            running: BTreeMap::new(),
+        };
+        let ids: Vec<u64> = cluster.ports.keys().copied().collect();
+        for id in ids {
+            cluster.write_config(id);
+            cluster.start_member(id);
+        }
+        cluster.wait_for_leader();
+        cluster
+    }
+
+    fn write_config(&self, id: u64) {
+        let ports = self.ports[&id];
+        let mut text = format!(
+            "myid={id}\nclientPort={}\nadmin.serverPort={}\ndataDir={}\n\
+             4lw.commands.whitelist=*\ntickTime=500\n",
+            ports.client,
+            ports.admin,
+            self.dir.join(format!("member-{id}")).display()
+        );
+        for (member, p) in &self.ports {
+            text.push_str(&format!(
+                "server.{member}=127.0.0.1:{}:participant;127.0.0.1:{}\n",
+                p.peer, p.client
+            ));
+        }
+        std::fs::write(self.config_path(id), text).expect("write config");
+    }
+
+    fn config_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("member-{id}.properties"))
+    }
+
+    fn start_member(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("member-{id}.log")))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_ensemble"))
+            .arg("server")
+            .arg("--config")
+            .arg(self.config_path(id))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ensemble server");
+        self.running.insert(id, child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.running.remove(&id) {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.ports[&id].client)
+    }
+
+    /// Every member's client address, as a ZooKeeper connection string.
+    fn connect_string(&self) -> String {
+        let addrs: Vec<String> = self.ports.keys().map(|id| self.addr(*id)).collect();
+        addrs.join(",")
+    }
+
+    /// Member `id`'s `/status`, if it answers.
+    fn status(&self, id: u64) -> Option<serde_json::Value> {
+        let body = http_get(self.ports[&id].admin, "/status")?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The leader the running members agree on, once one is elected and every
+    /// running member serves.
+    fn wait_for_leader(&self) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let leaders: Vec<Option<u64>> = self
+                .running
+                .keys()
+                .map(|id| {
+                    let ready = http_get(self.ports[id].admin, "/readyz").is_some();
+                    let status = self.status(*id)?;
+                    let leader = status["leaderId"].as_u64()?;
+                    ready.then_some(leader)
+                })
+                .collect();
+            if let Some(Some(first)) = leaders.first() {
+                if leaders.iter().all(|l| *l == Some(*first)) && self.running.contains_key(first)
+                {
+                    return *first;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader among {:?} in {WAIT:?} (logs in {})",
+                self.running.keys().collect::<Vec<_>>(),
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.running.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `GET path` on a loopback admin port; the body if the answer is 200.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+async fn connect(addr: &str) -> zk::Client {
+    tokio::time::timeout(
+        WAIT,
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(addr),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+/// Reads `path` on member `id` after a sync, so it has what was committed before.
+async fn read_on(cluster: &Cluster, id: u64, path: &str) -> Option<Vec<u8>> {
+    let client = connect(&cluster.addr(id)).await;
+    client.sync(path).await.expect("sync");
+    match client.get_data(path).await {
+        Ok((data, _)) => Some(data),
+        Err(zk::Error::NoNode) => None,
+        Err(e) => panic!("read {path} on member {id}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_any_member_are_seen_on_every_member() {
+    let cluster = Cluster::start("replicate", 3);
+    for id in 1..=3 {
+        let client = connect(&cluster.addr(id)).await;
+        let path = format!("/written-on-{id}");
+        client
+            .create(&path, path.as_bytes(), &OPEN)
+            .await
+            .unwrap_or_else(|e| panic!("create through member {id}: {e}"));
+    }
+    for reader in 1..=3 {
+        for writer in 1..=3 {
+            let path = format!("/written-on-{writer}");
+            assert_eq!(
+                read_on(&cluster, reader, &path).await.as_deref(),
+                Some(path.as_bytes()),
+                "member {reader} sees the write made through member {writer}"
+            );
+        }
+    }
+
+    // A watch set on one member fires for a write made through another.
+    let watcher = connect(&cluster.addr(3)).await;
+    let (_, _, watch) = watcher
+        .get_and_watch_data("/written-on-1")
+        .await
+        .expect("watch");
+    let writer = connect(&cluster.addr(1)).await;
+    writer
+        .set_data("/written-on-1", b"changed", None)
+        .await
+        .expect("set");
+    let event = tokio::time::timeout(WAIT, watch.changed())
+        .await
+        .expect("the watch fires on another member");
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+
+    // Every member reports the same leader and a membership of three voters.
+    let leader = cluster.wait_for_leader();
+    for id in 1..=3 {
+        let status = cluster.status(id).expect("status");
+        assert_eq!(status["leaderId"].as_u64(), Some(leader), "{status}");
+        let voters = status["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter(|m| m["voting"] == true)
+            .count();
+        assert_eq!(voters, 3, "{status}");
+        let expected = if id == leader { "leader" } else { "follower" };
+        assert_eq!(status["role"], expected, "{status}");
+    }
+}
+
+/// Writers create unique znodes through the whole ensemble; returns the ones
+/// acknowledged, and the longest time without any acknowledgement.
+async fn write_until(
+    client: &zk::Client,
+    writers: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<String>, Duration) {
+    let acknowledged = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let client = client.clone();
+        let acknowledged = Arc::clone(&acknowledged);
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = format!("/load/{writer}-{i}");
+                match client.create(&path, path.as_bytes(), &OPEN).await {
+                    Ok(_) => {
+                        acknowledged
+                            .lock()
+                            .expect("lock")
+                            .push((Instant::now(), path));
+                        i += 1;
+                    }
+                    // Lost with the leader, or not: a new name, so no ambiguity.
+                    Err(_) => {
+                        i += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let mut acknowledged = acknowledged.lock().expect("lock").clone();
+    acknowledged.sort();
+    let longest_gap = acknowledged
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .max()
+        .unwrap_or_default();
+    (
+        acknowledged.into_iter().map(|(_, p)| p).collect(),
+        longest_gap,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start("kill-leader", 3);
+    let client = connect(&cluster.connect_string()).await;
+    client.create("/load", b"", &OPEN).await.expect("parent");
+    client
+        .create("/survivor", b"", &EPHEMERAL)
+        .await
+        .expect("ephemeral");
+    let session = client.session_id().0;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let client = client.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move { write_until(&client, 4, stop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let leader = cluster.wait_for_leader();
+    cluster.kill(leader);
+    let killed_at = Instant::now();
+    let new_leader = tokio::task::block_in_place(|| cluster.wait_for_leader());
+    assert_ne!(new_leader, leader);
+    eprintln!("a new leader serves {:?} after the kill", killed_at.elapsed());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, gap) = load.await.expect("load");
+    eprintln!(
+        "{} writes acknowledged; longest time without one: {gap:?}",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() > 50, "load ran: {}", acknowledged.len());
+
+    // The survivors have every acknowledged write, and the session lives on.
+    let checker = connect(&cluster.connect_string()).await;
+    checker.sync("/load").await.expect("sync");
+    for path in &acknowledged {
+        let (data, _) = checker
+            .get_data(path)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged {path} lost: {e}"));
+        assert_eq!(data, path.as_bytes());
+    }
+    let (_, stat) = client
+        .get_data("/survivor")
+        .await
+        .expect("the session and its ephemeral survive the leader");
+    assert_eq!(stat.ephemeral_owner, session);
+
+    // The killed member comes back, catches up, and has them too.
+    cluster.start_member(leader);
+    tokio::task::block_in_place(|| cluster.wait_for_leader());
+    let last = acknowledged.last().expect("some writes");
+    assert_eq!(
+        read_on(&cluster, leader, last).await.as_deref(),
+        Some(last.as_bytes())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_member_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start("kill-all", 3);
+    let client = connect(&cluster.connect_string()).await;
+    client.create("/load", b"", &OPEN).await.expect("parent");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let client = client.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move { write_until(&client, 4, stop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, _) = load.await.expect("load");
+    drop(client);
+    assert!(acknowledged.len() > 50, "load ran: {}", acknowledged.len());
+
+    for id in 1..=3 {
+        cluster.start_member(id);
+    }
+    tokio::task::block_in_place(|| cluster.wait_for_leader());
+    let checker = connect(&cluster.connect_string()).await;
+    checker.sync("/load").await.expect("sync");
+    for path in &acknowledged {
+        assert!(
+            checker.check_stat(path).await.expect("exists").is_some(),
+            "acknowledged {path} lost"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_alone_refuses_clients_and_the_majority_goes_on() {
+    let mut cluster = Cluster::start("minority", 3);
+    let leader = cluster.wait_for_leader();
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    // Kill both followers: the leader is a minority of one.
+    for id in &followers {
+        cluster.kill(*id);
+    }
+    let alone = connect_refused_within(&cluster.addr(leader), WAIT).await;
+    assert!(alone, "a member without a quorum stops serving clients");
+    // Bring one back: two of three elect a leader and serve writes again.
+    cluster.start_member(followers[0]);
+    tokio::task::block_in_place(|| cluster.wait_for_leader());
+    let client = connect(&cluster.addr(followers[0])).await;
+    client
+        .create("/after", b"", &OPEN)
+        .await
+        .expect("the majority writes");
+}
+
+/// Whether, within `limit`, a member stops accepting ZooKeeper sessions.
+async fn connect_refused_within(addr: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(addr),
+        )
+        .await;
+        if !matches!(attempt, Ok(Ok(_))) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[test]
+fn ensemble_local_runs_three_member_processes_that_go_with_it() {
+    let dir = temp_dir("local3");
+    let port = free_port_block(3);
+    let log = std::fs::File::create(dir.join("local.log")).expect("log");
+    let mut local = Command::new(env!("CARGO_BIN_EXE_ensemble"))
+        .args(["local", "--members", "3", "--client-port"])
+        .arg(port.to_string())
+        .arg("--peer-port")
+        .arg(free_port_block(3).to_string())
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ensemble local");
+    let mut stdout = local.stdout.take().expect("stdout");
+    let first = read_line(&mut stdout);
+    let expected: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
+    assert_eq!(first, expected.join(","), "the connection string comes first");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = connect(&first).await;
+        client.create("/local", b"3", &OPEN).await.expect("create");
+    });
+    let _ = local.kill();
+    let _ = local.wait();
+    // Its members go with it (they exit when their parent is gone).
+    let deadline = Instant::now() + WAIT;
+    while (0..3).any(|i| TcpStream::connect(("127.0.0.1", port + i)).is_ok()) {
+        assert!(Instant::now() < deadline, "members outlived ensemble local");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The first of `n` consecutive ports that were free a moment ago.
+fn free_port_block(n: u16) -> u16 {
+    loop {
+        let first = free_port();
+        if first.checked_add(n).is_some()
+            && (1..n).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok())
+        {
+            return first;
+        }
+    }
+}
+
+fn read_line(stdout: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).expect("read stdout") == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).expect("utf-8")
+}
