@@ -165,8 +165,7 @@ impl Cluster {
                 })
                 .collect();
             if let Some(Some(first)) = leaders.first() {
-                if leaders.iter().all(|l| *l == Some(*first)) && self.running.contains_key(first)
-                {
+                if leaders.iter().all(|l| *l == Some(*first)) && self.running.contains_key(first) {
                     return *first;
                 }
             }
@@ -359,7 +358,10 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let killed_at = Instant::now();
     let new_leader = tokio::task::block_in_place(|| cluster.wait_for_leader());
     assert_ne!(new_leader, leader);
-    eprintln!("a new leader serves {:?} after the kill", killed_at.elapsed());
+    eprintln!(
+        "a new leader serves {:?} after the kill",
+        killed_at.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (acknowledged, gap) = load.await.expect("load");
@@ -488,7 +490,11 @@ fn ensemble_local_runs_three_member_processes_that_go_with_it() {
     let mut stdout = local.stdout.take().expect("stdout");
     let first = read_line(&mut stdout);
     let expected: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
-    assert_eq!(first, expected.join(","), "the connection string comes first");
+    assert_eq!(
+        first,
+        expected.join(","),
+        "the connection string comes first"
+    );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let client = connect(&first).await;

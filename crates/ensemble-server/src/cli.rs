@@ -263,7 +263,9 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
     if args.client_port == 0 {
         return Err(CliError::PortsNeeded(args.members));
     }
-    let peer_base = args.peer_port.unwrap_or(args.client_port.saturating_add(1000));
+    let peer_base = args
+        .peer_port
+        .unwrap_or(args.client_port.saturating_add(1000));
     let exe = std::env::current_exe().map_err(io("finding the ensemble binary".into()))?;
     let config_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
@@ -278,7 +280,10 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
             0 => free_port()?,
             base => base + id - 1,
         };
-        let data_dir = args.data_dir.as_ref().map(|d| d.join(format!("member-{id}")));
+        let data_dir = args
+            .data_dir
+            .as_ref()
+            .map(|d| d.join(format!("member-{id}")));
         let path = config_dir.join(format!("member-{id}.properties"));
         let config = local_member_config(&args, id, peer_base, admin_port, data_dir.as_deref());
         std::fs::write(&path, config).map_err(io(format!("writing {}", path.display())))?;
@@ -400,7 +405,10 @@ mod tests {
         };
         let text = local_member_config(&args, 2, 3181, 9000, Some(Path::new("/d/member-2")));
         let config = ServerConfig::from_properties(&text).expect("valid");
-        assert_eq!((config.my_id, config.client_port, config.admin_port), (2, 2182, 9000));
+        assert_eq!(
+            (config.my_id, config.client_port, config.admin_port),
+            (2, 2182, 9000)
+        );
         assert_eq!(config.data_dir.as_deref(), Some(Path::new("/d/member-2")));
         assert_eq!(config.servers.len(), 3);
         assert_eq!(config.advertised_peer_address(), "127.0.0.1:3182");

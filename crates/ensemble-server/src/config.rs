@@ -328,7 +328,8 @@ impl ServerConfig {
                     if id == 0 {
                         return Err(invalid("member ids start at 1".into()));
                     }
-                    cfg.servers.insert(id, ServerSpec::parse(value).map_err(invalid)?);
+                    cfg.servers
+                        .insert(id, ServerSpec::parse(value).map_err(invalid)?);
                 }
                 other => cfg.ignored_keys.push(other.to_owned()),
             }
@@ -445,7 +446,9 @@ mod tests {
             ("server.1=a:2888:3888:voter", "unknown part"),
             ("server.1=a:2888;b:x", "client port"),
         ] {
-            let error = ServerConfig::from_properties(text).expect_err(text).to_string();
+            let error = ServerConfig::from_properties(text)
+                .expect_err(text)
+                .to_string();
             assert!(error.contains(text.split('=').next().unwrap()), "{error}");
             assert!(error.contains(reason), "{text}: {error}");
         }

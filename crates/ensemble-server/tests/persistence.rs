@@ -50,7 +50,9 @@ fn config(dir: &Path) -> ServerConfig {
 }
 
 async fn start(config: ServerConfig) -> Running {
-    let member = Member::open(config, None).await.expect("open the data directory");
+    let member = Member::open(config, None)
+        .await
+        .expect("open the data directory");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let shutdown = CancellationToken::new();
@@ -229,12 +231,17 @@ async fn a_restored_session_expires_if_its_client_never_returns() {
 async fn two_members_cannot_share_a_data_directory() {
     let dir = temp_dir("locked");
     let first = Member::open(config(&dir), None).await.expect("first");
-    let err = Member::open(config(&dir), None).await.err().expect("second is refused");
+    let err = Member::open(config(&dir), None)
+        .await
+        .err()
+        .expect("second is refused");
     assert!(matches!(err, ServerError::Consensus(_)), "{err}");
     let message = err.to_string();
     assert!(message.contains(&dir.display().to_string()), "{message}");
     assert!(message.contains("another process"), "{message}");
     first.close().await;
-    Member::open(config(&dir), None).await.expect("free again once the first is gone");
+    Member::open(config(&dir), None)
+        .await
+        .expect("free again once the first is gone");
     std::fs::remove_dir_all(dir).ok();
 }

@@ -191,7 +191,9 @@ pub enum ConsensusError {
 
 /// A proposal named a generation older than the current one; see the module contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("proposal from generation {proposed} refused: the path to the leader broke (now {current})")]
+#[error(
+    "proposal from generation {proposed} refused: the path to the leader broke (now {current})"
+)]
 pub struct Stale {
     pub proposed: u64,
     pub current: u64,

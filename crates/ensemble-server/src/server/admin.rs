@@ -106,7 +106,9 @@ fn not_ready(status: &Status, has_secret: bool) -> Option<String> {
     }
     let behind = status.commit_index.saturating_sub(status.applied_index);
     if behind > READY_LAG {
-        return Some(format!("catching up: {behind} committed entries not applied yet"));
+        return Some(format!(
+            "catching up: {behind} committed entries not applied yet"
+        ));
     }
     if !has_secret {
         return Some("waiting for the ensemble's first entries".into());

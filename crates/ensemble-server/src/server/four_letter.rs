@@ -225,7 +225,10 @@ fn monitor(shared: &Shared) -> String {
         lines.push(("raft_term", status.term.to_string()));
         lines.push(("raft_commit_index", status.commit_index.to_string()));
         lines.push(("raft_applied_index", status.applied_index.to_string()));
-        lines.push(("raft_membership_version", status.membership.version.to_string()));
+        lines.push((
+            "raft_membership_version",
+            status.membership.version.to_string(),
+        ));
         lines.push(("voters", voters.to_string()));
         lines.push(("learners", status.membership.learners.len().to_string()));
         if status.role == Role::Leader {
@@ -235,7 +238,10 @@ fn monitor(shared: &Shared) -> String {
                 .iter()
                 .filter(|(id, m)| **id != status.id && **m >= status.commit_index)
                 .count();
-            lines.push(("followers", (status.matched.len().saturating_sub(1)).to_string()));
+            lines.push((
+                "followers",
+                (status.matched.len().saturating_sub(1)).to_string(),
+            ));
             lines.push(("synced_followers", synced.to_string()));
         }
     }
@@ -278,7 +284,9 @@ fn conf(shared: &Shared) -> String {
          maxSessionTimeout={}\n\
          clientPortListenBacklog=-1\n\
          serverId={}\n",
-        shared.client_port.load(std::sync::atomic::Ordering::Relaxed),
+        shared
+            .client_port
+            .load(std::sync::atomic::Ordering::Relaxed),
         c.tick_time_ms,
         c.max_client_connections,
         c.min_session_timeout_ms,

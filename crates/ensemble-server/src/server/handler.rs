@@ -21,7 +21,8 @@ use crate::protocol::{
 };
 use crate::tree::{acl, path, CreateKind, Done, Origin, Outcome, Txn, TxnResult};
 
-use super::state::{ConnId, Deferred, Ready, Slot, State};
+use super::reconfig::{self, config_text, Change};
+use super::state::{ConnId, Deferred, Ready, Slot, State, Work};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -191,10 +192,16 @@ pub(crate) fn handle(
         }
         // Answered once this member has applied what the leader had committed.
         Request::Sync(r) => {
-            state.request_sync(caller.conn, xid, r.path);
+            state.request_background(caller.conn, xid, Work::Sync(r.path));
             return None;
         }
-        Request::Reconfig(_) => Err(ErrorCode::ReconfigDisabled),
+        Request::Reconfig(r) => match reconfig_plan(state, &origin, &r) {
+            Ok(changes) => {
+                state.request_background(caller.conn, xid, Work::Reconfig(changes));
+                return None;
+            }
+            Err(code) => Err(code),
+        },
         Request::CheckWatches(r) => watch_kind(r.watcher_type).and_then(|kind| {
             if state.watches.contains(&r.path, kind, &caller.conn) {
                 Ok(Response::Empty)
@@ -245,6 +252,62 @@ pub(crate) fn handle(
 /// The reply to a sync that waited for `zxid` to be applied.
 pub(crate) fn sync_reply(xid: i32, zxid: i64, path: String) -> Ready {
     encode(xid, zxid, Ok(Response::Sync(SyncResponse { path })), false)
+}
+
+/// The reply to a reconfig once its changes are applied here: the new
+/// configuration, as `getData("/zookeeper/config")` returns it.
+pub(crate) fn reconfig_reply(state: &State, xid: i32) -> Ready {
+    let reply =
+        config_data(state).map(|(data, stat)| Response::GetData(GetDataResponse { data, stat }));
+    ready(state, xid, reply, false)
+}
+
+/// A failed sync or reconfig.
+pub(crate) fn error_reply(state: &State, xid: i32, code: ErrorCode) -> Ready {
+    ready(state, xid, Err(code), false)
+}
+
+/// What a reconfig asks for, if `reconfigEnabled` and the caller may change
+/// `/zookeeper/config` (ZooKeeper requires WRITE on it; its default ACL grants
+/// that to the super user only).
+fn reconfig_plan(
+    state: &State,
+    origin: &Origin,
+    request: &crate::protocol::ReconfigRequest,
+) -> Result<Vec<Change>, ErrorCode> {
+    if !state.reconfig_enabled {
+        return Err(ErrorCode::ReconfigDisabled);
+    }
+    let node = state
+        .tree
+        .node(crate::tree::CONFIG_NODE)
+        .ok_or(ErrorCode::NoNode)?;
+    if !acl::allows(&node.acl, perms::WRITE, &origin.auth) {
+        return Err(ErrorCode::NoAuth);
+    }
+    let membership = state
+        .consensus()
+        .map(|c| c.status().membership)
+        .ok_or(ErrorCode::ConnectionLoss)?;
+    reconfig::plan(request, &membership)
+}
+
+/// `/zookeeper/config`: the membership as ZooKeeper prints it, with the node's
+/// stat (its data length and mzxid those of the membership).
+fn config_data(state: &State) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
+    let node = state
+        .tree
+        .node(crate::tree::CONFIG_NODE)
+        .ok_or(ErrorCode::NoNode)?;
+    let membership = state
+        .consensus()
+        .map(|c| c.status().membership)
+        .unwrap_or_default();
+    let text = config_text(&membership).into_bytes();
+    let mut stat = node.stat();
+    stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);
+    stat.mzxid = i64::try_from(membership.version).unwrap_or(i64::MAX);
+    Ok((Some(text), stat))
 }
 
 /// A reply that is not a write's: it carries the tree's last zxid.
@@ -501,7 +564,11 @@ fn get_data(
     watch: bool,
 ) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
     let node = readable(state, origin, p)?;
-    let found = (node.data.clone(), node.stat());
+    let found = if p == crate::tree::CONFIG_NODE {
+        config_data(state)?
+    } else {
+        (node.data.clone(), node.stat())
+    };
     if watch {
         state.watches.add_data_watch(p, caller.conn);
     }

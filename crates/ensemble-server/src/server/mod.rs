@@ -37,6 +37,7 @@ mod admin;
 mod connection;
 mod four_letter;
 mod handler;
+mod reconfig;
 mod replica;
 mod state;
 mod stats;
@@ -57,7 +58,7 @@ use crate::consensus::{self, Consensus, ConsensusError, Role};
 use crate::tree::{DataTree, TreeOptions};
 
 use connection::lock;
-use state::{State, SyncRequest};
+use state::{Background, State, Work};
 use stats::{Phase, ServerStats};
 
 /// Why the server stopped serving.
@@ -161,7 +162,7 @@ fn is_transient(error: &std::io::Error) -> bool {
 pub struct Member {
     shared: Arc<Shared>,
     consensus: Consensus,
-    syncs: mpsc::UnboundedReceiver<SyncRequest>,
+    background: mpsc::UnboundedReceiver<Background>,
 }
 
 /// Consensus settings for a member; election timing suits one machine or one
@@ -186,7 +187,7 @@ fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, Stri
         .servers
         .iter()
         .filter(|(_, spec)| spec.role == ServerRole::Participant)
-        .map(|(id, spec)| (*id, spec.peer_address()))
+        .map(|(id, spec)| (*id, reconfig::member_address(spec)))
         .collect();
     if voters.is_empty() {
         BTreeMap::from([(config.my_id, advertise.to_owned())])
@@ -197,7 +198,10 @@ fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, Stri
 
 impl Member {
     /// Opens consensus and founds or joins the ensemble; see the module contract.
-    pub async fn open(config: ServerConfig, peer: Option<TcpListener>) -> Result<Self, ServerError> {
+    pub async fn open(
+        config: ServerConfig,
+        peer: Option<TcpListener>,
+    ) -> Result<Self, ServerError> {
         let peer = match peer {
             Some(listener) => listener,
             None => TcpListener::bind(("127.0.0.1", 0))
@@ -237,12 +241,12 @@ impl Member {
                 .bootstrap(founding_voters(&shared.config, &advertise))
                 .await?;
         }
-        let (syncs_tx, syncs) = mpsc::unbounded_channel();
-        lock(&shared.state).set_consensus(consensus.clone(), syncs_tx);
+        let (background_tx, background) = mpsc::unbounded_channel();
+        lock(&shared.state).set_consensus(consensus.clone(), background_tx);
         Ok(Self {
             shared,
             consensus,
-            syncs,
+            background,
         })
     }
 
@@ -293,12 +297,15 @@ fn spawn_periodic(
     });
 }
 
-/// Answers syncs: asks consensus for the leader's commit index, then lets the
-/// state answer once it has applied it; a failure closes the connection.
-async fn answer_syncs(
+/// Runs syncs and reconfigs, which wait on consensus: a sync asks for the
+/// leader's commit index, a reconfig makes its membership changes and then does
+/// the same; either is answered once this member has applied that index. A sync
+/// that cannot reach the leader closes its connection (ZooKeeper's clients then
+/// reconnect elsewhere); a reconfig answers ZooKeeper's error code.
+async fn run_background(
     shared: Arc<Shared>,
     consensus: Consensus,
-    mut requests: mpsc::UnboundedReceiver<SyncRequest>,
+    mut requests: mpsc::UnboundedReceiver<Background>,
     stop: CancellationToken,
 ) {
     loop {
@@ -312,17 +319,42 @@ async fn answer_syncs(
         let shared = Arc::clone(&shared);
         let consensus = consensus.clone();
         tokio::spawn(async move {
-            let index = consensus.read_index().await;
+            let Background {
+                conn,
+                slot,
+                xid,
+                work,
+            } = request;
+            let (build, changed): (state::Build, _) = match work {
+                Work::Sync(path) => (
+                    Box::new(move |state: &State| {
+                        handler::sync_reply(xid, state.tree.last_zxid(), path)
+                    }),
+                    Ok(()),
+                ),
+                Work::Reconfig(changes) => (
+                    Box::new(move |state: &State| handler::reconfig_reply(state, xid)),
+                    reconfig::execute(&consensus, changes).await,
+                ),
+            };
+            let index = match changed {
+                Ok(()) => consensus.read_index().await,
+                Err(code) => {
+                    let mut state = lock(&shared.state);
+                    let ready = handler::error_reply(&state, xid, code);
+                    state.complete_at(0, conn, slot, Box::new(move |_| ready));
+                    return;
+                }
+            };
             let mut state = lock(&shared.state);
             match index {
                 Ok(index) => {
                     let zxid = i64::try_from(index).unwrap_or(i64::MAX);
-                    let ready = handler::sync_reply(request.xid, zxid, request.path);
-                    state.complete_at(zxid, request.conn, request.slot, ready);
+                    state.complete_at(zxid, conn, slot, build);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "sync failed; closing its connection");
-                    state.send(request.conn, state::Outbound::Close);
+                    tracing::debug!(error = %e, "no read index; closing the connection");
+                    state.send(conn, state::Outbound::Close);
                 }
             }
         });
@@ -342,6 +374,7 @@ async fn follow_consensus(
     let mut status = consensus.watch_status();
     let grace = Duration::from_millis(500);
     let mut leaderless_since: Option<Instant> = None;
+    let mut membership_version = status.borrow().membership.version;
     let mut check = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -356,6 +389,11 @@ async fn follow_consensus(
             changed = status.changed() => {
                 if changed.is_err() {
                     return;
+                }
+                let version = status.borrow_and_update().membership.version;
+                if version != membership_version {
+                    membership_version = version;
+                    lock(&shared.state).membership_changed(version);
                 }
             }
             _ = check.tick() => {}
@@ -388,7 +426,7 @@ async fn serve(
     let Member {
         shared,
         consensus,
-        syncs,
+        background,
     } = member;
     let Listeners {
         client: listener,
@@ -401,16 +439,18 @@ async fn serve(
     };
     let bound = (listener.local_addr().ok().map(|a| a.port()),);
     if let Some(port) = bound.0 {
-        shared.client_port.store(port, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .client_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
     }
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
     let connections = shutdown.child_token();
 
-    tracker.spawn(answer_syncs(
+    tracker.spawn(run_background(
         Arc::clone(&shared),
         consensus.clone(),
-        syncs,
+        background,
         connections.clone(),
     ));
     tracker.spawn(follow_consensus(

@@ -91,20 +91,30 @@ struct Pending {
     finish: Finish,
 }
 
-/// A sync waiting for the member to apply the leader's commit index.
-struct SyncWaiter {
+/// A reply waiting for the member to apply an index (the leader's commit index).
+struct IndexWaiter {
     conn: ConnId,
     slot: u64,
-    ready: Ready,
+    build: Build,
 }
 
-/// A sync for the read-index task: its connection, slot, xid and path.
-pub(crate) struct SyncRequest {
+/// Work that waits on consensus outside the state lock, answered in its slot.
+pub(crate) struct Background {
     pub conn: ConnId,
     pub slot: u64,
     pub xid: i32,
-    pub path: String,
+    pub work: Work,
 }
+
+pub(crate) enum Work {
+    /// A sync of `path`: answered once the leader's commit index is applied here.
+    Sync(String),
+    /// A reconfig: these membership changes, then the new configuration.
+    Reconfig(Vec<super::reconfig::Change>),
+}
+
+/// Builds a waiting reply once the index it waited for is applied.
+pub(crate) type Build = Box<dyn FnOnce(&State) -> Ready + Send>;
 
 /// See the module contract.
 pub(crate) struct State {
@@ -124,10 +134,12 @@ pub(crate) struct State {
     pending: HashMap<u64, Pending>,
     next_seq: u64,
     next_slot: u64,
-    /// Syncs by the index they wait for.
-    syncs: BTreeMap<i64, Vec<SyncWaiter>>,
-    /// Where syncs go to learn the leader's commit index.
-    sync_requests: Option<UnboundedSender<SyncRequest>>,
+    /// Replies by the index they wait for.
+    waiting: BTreeMap<i64, Vec<IndexWaiter>>,
+    /// Where syncs and reconfigs go to wait on consensus.
+    background: Option<UnboundedSender<Background>>,
+    /// `reconfigEnabled`.
+    pub reconfig_enabled: bool,
     /// Whether this member led at the last session tick.
     leading: bool,
     started: Instant,
@@ -164,18 +176,19 @@ impl State {
             pending: HashMap::new(),
             next_seq: 1,
             next_slot: 1,
-            syncs: BTreeMap::new(),
-            sync_requests: None,
+            waiting: BTreeMap::new(),
+            background: None,
+            reconfig_enabled: config.reconfig_enabled,
             leading: false,
             started: Instant::now(),
         }
     }
 
     /// Connects the state to consensus once it is open (proposals need it), and to
-    /// the task that asks it for read indexes (syncs need it).
-    pub fn set_consensus(&mut self, consensus: Consensus, syncs: UnboundedSender<SyncRequest>) {
+    /// the task that waits on it for syncs and reconfigs.
+    pub fn set_consensus(&mut self, consensus: Consensus, background: UnboundedSender<Background>) {
         self.consensus = Some(consensus);
-        self.sync_requests = Some(syncs);
+        self.background = Some(background);
     }
 
     pub fn consensus(&self) -> Option<&Consensus> {
@@ -282,7 +295,7 @@ impl State {
         let zxid = i64::try_from(index).unwrap_or(i64::MAX);
         let Some(bytes) = command else {
             self.tree.advance(zxid);
-            self.release_syncs();
+            self.release_waiting();
             return;
         };
         let command = match Command::decode(bytes) {
@@ -291,7 +304,7 @@ impl State {
                 // Every member decodes the same bytes, so every member skips it.
                 tracing::error!(index, error = %e, "undecodable command in the log; skipped");
                 self.tree.advance(zxid);
-                self.release_syncs();
+                self.release_waiting();
                 return;
             }
         };
@@ -311,7 +324,7 @@ impl State {
                 drain(self, pending.conn);
             }
         }
-        self.release_syncs();
+        self.release_waiting();
     }
 
     /// Keeps the session table in step with the replicated sessions.
@@ -364,28 +377,28 @@ impl State {
                 self.sessions.close(id);
             }
         }
-        let restored: Vec<(i64, i32)> = self.tree.sessions().iter().map(|(k, v)| (*k, *v)).collect();
+        let restored: Vec<(i64, i32)> =
+            self.tree.sessions().iter().map(|(k, v)| (*k, *v)).collect();
         for (id, timeout_ms) in restored {
             self.sessions.restore(id, timeout_ms, now);
         }
-        self.release_syncs();
+        self.release_waiting();
         Ok(())
     }
 
-    // ---- sync ----
+    // ---- work waiting on consensus ----
 
-    /// Queues a sync: its slot waits until the read-index task learned the
-    /// leader's commit index and this member applied it.
-    pub fn request_sync(&mut self, conn: ConnId, xid: i32, path: String) {
+    /// Queues work that waits on consensus; its reply takes a slot now.
+    pub fn request_background(&mut self, conn: ConnId, xid: i32, work: Work) {
         let Some(slot) = self.await_slot(conn) else {
             return;
         };
-        let sent = self.sync_requests.as_ref().is_some_and(|tx| {
-            tx.send(SyncRequest {
+        let sent = self.background.as_ref().is_some_and(|tx| {
+            tx.send(Background {
                 conn,
                 slot,
                 xid,
-                path,
+                work,
             })
             .is_ok()
         });
@@ -394,25 +407,37 @@ impl State {
         }
     }
 
-    /// Answers `ready` in `conn`'s slot once the tree has applied `index`.
-    pub fn complete_at(&mut self, index: i64, conn: ConnId, slot: u64, ready: Ready) {
-        self.syncs
+    /// Answers `conn`'s slot with `build`'s reply once the tree has applied `index`.
+    pub fn complete_at(&mut self, index: i64, conn: ConnId, slot: u64, build: Build) {
+        self.waiting
             .entry(index)
             .or_default()
-            .push(SyncWaiter { conn, slot, ready });
-        self.release_syncs();
+            .push(IndexWaiter { conn, slot, build });
+        self.release_waiting();
     }
 
-    fn release_syncs(&mut self) {
+    fn release_waiting(&mut self) {
         let applied = self.tree.last_zxid();
-        while let Some(entry) = self.syncs.first_entry() {
+        while let Some(entry) = self.waiting.first_entry() {
             if *entry.key() > applied {
                 break;
             }
             for waiter in entry.remove() {
-                self.fill(waiter.conn, waiter.slot, waiter.ready);
+                let ready = (waiter.build)(self);
+                self.fill(waiter.conn, waiter.slot, ready);
                 drain(self, waiter.conn);
             }
+        }
+    }
+
+    /// Fires the watches on `/zookeeper/config` (its data is the membership).
+    pub fn membership_changed(&mut self, version: u64) {
+        let event = crate::tree::WatchEvent::new(
+            crate::protocol::EventType::NodeDataChanged,
+            crate::tree::CONFIG_NODE,
+        );
+        for notification in self.watches.trigger(&event) {
+            self.notify(notification, i64::try_from(version).unwrap_or(i64::MAX));
         }
     }
 

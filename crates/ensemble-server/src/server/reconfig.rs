@@ -1,0 +1,375 @@
+//! ZooKeeper's view of the membership: the `/zookeeper/config` text and the
+//! `reconfig` operation, on top of consensus's membership changes.
+//!
+//! Contract:
+//! - A member's address in the membership is `host:peerPort`, optionally followed
+//!   by `;clientHost:clientPort` (where clients reach it); [`config_text`] prints
+//!   the membership as ZooKeeper's dynamic configuration: one
+//!   `server.<id>=<host>:<peer>:<peer>:participant|observer[;<client>]` line per
+//!   member (ZooKeeper's second port is its election port; Raft needs one, so it
+//!   repeats), then `version=<hex>`, the log index of the membership entry.
+//! - [`plan`] turns a reconfig request into membership changes, or the error code
+//!   ZooKeeper answers: `BadVersion` if `curConfigId` is neither -1 nor the
+//!   current version, `BadArguments` for malformed lines, unknown leaving ids, a
+//!   joining id that is already a member with the same role, or a result without
+//!   voters. Incremental requests list joining server lines and leaving ids
+//!   (comma-separated); a non-incremental one lists the whole new membership.
+//!   Joins come before removals, so replacing a member never shrinks the quorum
+//!   below what it was; a joining participant is added as a learner and promoted
+//!   once caught up (one change at a time, as consensus requires).
+//! - [`execute`] runs the planned changes through consensus, mapping its refusals
+//!   to ZooKeeper's codes (a change in progress is `ReconfigInProgress`; a learner
+//!   that does not catch up in time is `NewConfigNoQuorum`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::config::{ServerRole, ServerSpec};
+use crate::consensus::{Consensus, ConsensusError, MemberId, Membership};
+use crate::protocol::{ErrorCode, ReconfigRequest};
+
+/// One membership change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Add {
+        id: MemberId,
+        address: String,
+        voter: bool,
+    },
+    Remove(MemberId),
+}
+
+/// The membership address of a `server.<id>` line: `host:peer[;clientHost:clientPort]`.
+pub(crate) fn member_address(spec: &ServerSpec) -> String {
+    match &spec.client {
+        Some((host, port)) => format!("{};{host}:{port}", spec.peer_address()),
+        None => spec.peer_address(),
+    }
+}
+
+/// The line (after `server.<id>=`) for a member at `address`.
+fn line(address: &str, voter: bool) -> String {
+    let (peer, client) = match address.split_once(';') {
+        Some((peer, client)) => (peer, Some(client)),
+        None => (address, None),
+    };
+    let (host, port) = peer.rsplit_once(':').unwrap_or((peer, ""));
+    let role = if voter { "participant" } else { "observer" };
+    let mut text = format!("{host}:{port}:{port}:{role}");
+    if let Some(client) = client {
+        text.push(';');
+        text.push_str(client);
+    }
+    text
+}
+
+/// `/zookeeper/config`'s data; see the module contract.
+pub(crate) fn config_text(membership: &Membership) -> String {
+    let mut members: BTreeMap<MemberId, String> = BTreeMap::new();
+    for (id, address) in &membership.voters {
+        members.insert(*id, line(address, true));
+    }
+    for (id, address) in &membership.learners {
+        members.insert(*id, line(address, false));
+    }
+    let mut text = String::new();
+    for (id, member) in members {
+        text.push_str(&format!("server.{id}={member}\n"));
+    }
+    text.push_str(&format!("version={:x}", membership.version));
+    text
+}
+
+/// Parses `server.<id>=<spec>` lines separated by commas or newlines.
+fn parse_servers(text: &str) -> Result<Vec<(MemberId, ServerSpec)>, ErrorCode> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("version="))
+        .map(|l| {
+            let (key, value) = l.split_once('=').ok_or(ErrorCode::BadArguments)?;
+            let id = key
+                .trim()
+                .strip_prefix("server.")
+                .and_then(|id| id.parse().ok())
+                .filter(|id| *id > 0)
+                .ok_or(ErrorCode::BadArguments)?;
+            let spec = ServerSpec::parse(value).map_err(|_| ErrorCode::BadArguments)?;
+            Ok((id, spec))
+        })
+        .collect()
+}
+
+/// The changes a reconfig request asks for; see the module contract.
+pub(crate) fn plan(
+    request: &ReconfigRequest,
+    current: &Membership,
+) -> Result<Vec<Change>, ErrorCode> {
+    let version = i64::try_from(current.version).unwrap_or(i64::MAX);
+    if request.cur_config_id != -1 && request.cur_config_id != version {
+        return Err(ErrorCode::BadVersion);
+    }
+    let is_member =
+        |id: &MemberId| current.voters.contains_key(id) || current.learners.contains_key(id);
+    let mut adds = Vec::new();
+    let mut removes = Vec::new();
+    let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if non_empty(&request.new_members) {
+        let wanted = parse_servers(request.new_members.as_deref().unwrap_or_default())?;
+        let wanted_ids: Vec<MemberId> = wanted.iter().map(|(id, _)| *id).collect();
+        for (id, spec) in wanted {
+            let voter = spec.role == ServerRole::Participant;
+            let same = if voter {
+                current.voters.contains_key(&id)
+            } else {
+                current.learners.contains_key(&id)
+            };
+            if !same {
+                adds.push(Change::Add {
+                    id,
+                    address: member_address(&spec),
+                    voter,
+                });
+            }
+        }
+        for id in current.voters.keys().chain(current.learners.keys()) {
+            if !wanted_ids.contains(id) {
+                removes.push(Change::Remove(*id));
+            }
+        }
+    } else {
+        for (id, spec) in parse_servers(request.joining_servers.as_deref().unwrap_or_default())? {
+            let voter = spec.role == ServerRole::Participant;
+            if (voter && current.voters.contains_key(&id))
+                || (!voter && current.learners.contains_key(&id))
+            {
+                return Err(ErrorCode::BadArguments);
+            }
+            adds.push(Change::Add {
+                id,
+                address: member_address(&spec),
+                voter,
+            });
+        }
+        for id in request
+            .leaving_servers
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let id: MemberId = id.parse().map_err(|_| ErrorCode::BadArguments)?;
+            if !is_member(&id) {
+                return Err(ErrorCode::BadArguments);
+            }
+            removes.push(Change::Remove(id));
+        }
+    }
+    // A result without voters is refused before anything changes.
+    let mut voters: Vec<MemberId> = current.voters.keys().copied().collect();
+    for change in adds.iter().chain(&removes) {
+        match change {
+            Change::Add {
+                id, voter: true, ..
+            } => voters.push(*id),
+            Change::Add {
+                id, voter: false, ..
+            }
+            | Change::Remove(id) => voters.retain(|v| v != id),
+        }
+    }
+    if voters.is_empty() {
+        return Err(ErrorCode::BadArguments);
+    }
+    adds.extend(removes);
+    Ok(adds)
+}
+
+fn code(error: &ConsensusError) -> ErrorCode {
+    match error {
+        ConsensusError::ChangeInProgress => ErrorCode::ReconfigInProgress,
+        ConsensusError::NotCaughtUp { .. } | ConsensusError::Timeout => {
+            ErrorCode::NewConfigNoQuorum
+        }
+        ConsensusError::UnknownMember(_)
+        | ConsensusError::AlreadyMember(_)
+        | ConsensusError::LastVoter(_) => ErrorCode::BadArguments,
+        ConsensusError::NoLeader | ConsensusError::Stopped => ErrorCode::ConnectionLoss,
+        ConsensusError::Storage { .. } | ConsensusError::Other(_) => ErrorCode::SystemError,
+    }
+}
+
+/// How long a joining participant may take to catch up before the reconfig fails.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// Runs the changes in order; see the module contract.
+pub(crate) async fn execute(consensus: &Consensus, changes: Vec<Change>) -> Result<(), ErrorCode> {
+    for change in changes {
+        match change {
+            Change::Add { id, address, voter } => {
+                let status = consensus.status();
+                if !status.membership.learners.contains_key(&id)
+                    && !status.membership.voters.contains_key(&id)
+                {
+                    consensus
+                        .add_learner(id, address)
+                        .await
+                        .map_err(|e| code(&e))?;
+                }
+                if voter {
+                    let deadline = Instant::now() + CATCH_UP;
+                    loop {
+                        match consensus.promote(id).await {
+                            Ok(()) => break,
+                            Err(ConsensusError::NotCaughtUp { .. })
+                                if Instant::now() < deadline =>
+                            {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(code(&e)),
+                        }
+                    }
+                } else if consensus.status().membership.voters.contains_key(&id) {
+                    // A voter that becomes an observer: consensus has no demotion
+                    // of its own, so ZooKeeper's answer for what it cannot do.
+                    return Err(ErrorCode::BadArguments);
+                }
+            }
+            Change::Remove(id) => consensus.remove(id).await.map_err(|e| code(&e))?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership() -> Membership {
+        Membership {
+            version: 0x1a,
+            voters: BTreeMap::from([
+                (1, "a:2888;a:2181".to_owned()),
+                (2, "b:2888;b:2181".to_owned()),
+                (3, "c:2888".to_owned()),
+            ]),
+            learners: BTreeMap::from([(4, "d:2888;d:2181".to_owned())]),
+        }
+    }
+
+    fn request(joining: &str, leaving: &str, new_members: &str, version: i64) -> ReconfigRequest {
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        ReconfigRequest {
+            joining_servers: text(joining),
+            leaving_servers: text(leaving),
+            new_members: text(new_members),
+            cur_config_id: version,
+        }
+    }
+
+    #[test]
+    fn config_text_is_zookeepers_dynamic_configuration() {
+        assert_eq!(
+            config_text(&membership()),
+            "server.1=a:2888:2888:participant;a:2181\n\
+             server.2=b:2888:2888:participant;b:2181\n\
+             server.3=c:2888:2888:participant\n\
+             server.4=d:2888:2888:observer;d:2181\n\
+             version=1a"
+        );
+    }
+
+    #[test]
+    fn incremental_requests_add_before_they_remove() {
+        let changes = plan(
+            &request("server.5=e:2888:3888:participant;2181", "2", "", -1),
+            &membership(),
+        )
+        .expect("valid");
+        assert_eq!(
+            changes,
+            vec![
+                Change::Add {
+                    id: 5,
+                    address: "e:2888;0.0.0.0:2181".into(),
+                    voter: true
+                },
+                Change::Remove(2),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_learner_joining_as_participant_is_promoted() {
+        let changes = plan(
+            &request("server.4=d:2888:2888:participant", "", "", 0x1a),
+            &membership(),
+        )
+        .expect("valid");
+        assert_eq!(
+            changes,
+            vec![Change::Add {
+                id: 4,
+                address: "d:2888".into(),
+                voter: true
+            }]
+        );
+    }
+
+    #[test]
+    fn non_incremental_requests_are_diffed_against_the_membership() {
+        let changes = plan(
+            &request(
+                "",
+                "",
+                "server.1=a:2888:2888:participant;a:2181,server.3=c:2888:2888:participant,server.6=f:2888:2888:participant",
+                -1,
+            ),
+            &membership(),
+        )
+        .expect("valid");
+        assert_eq!(
+            changes,
+            vec![
+                Change::Add {
+                    id: 6,
+                    address: "f:2888".into(),
+                    voter: true
+                },
+                Change::Remove(2),
+                Change::Remove(4),
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_carry_zookeepers_codes() {
+        let m = membership();
+        assert_eq!(
+            plan(&request("", "2", "", 7), &m),
+            Err(ErrorCode::BadVersion)
+        );
+        assert_eq!(
+            plan(&request("", "9", "", -1), &m),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            plan(&request("", "x", "", -1), &m),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            plan(&request("server.2=b:2888:2888:participant", "", "", -1), &m),
+            Err(ErrorCode::BadArguments),
+            "already a voter"
+        );
+        assert_eq!(
+            plan(&request("server.9=nonsense", "", "", -1), &m),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(
+            plan(&request("", "1,2,3", "", -1), &m),
+            Err(ErrorCode::BadArguments),
+            "no voter left"
+        );
+    }
+}
