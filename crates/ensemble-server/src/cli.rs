@@ -242,7 +242,6 @@ fn local_member_config(
     let _ = writeln!(text, "myid={id}");
     let _ = writeln!(text, "clientPort={}", args.client_port + id - 1);
     let _ = writeln!(text, "admin.serverPort={admin_port}");
-    let _ = writeln!(text, "4lw.commands.whitelist=*");
     if let Some(dir) = data_dir {
         let _ = writeln!(text, "dataDir={}", dir.display());
     }

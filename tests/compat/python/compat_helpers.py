@@ -31,10 +31,48 @@ def _die_with_parent():
         pass
 
 
+MEMBERS = int(os.environ.get("COMPAT_MEMBERS", "1"))
+
+
+def _free_port_block(n):
+    """The first of `n` consecutive loopback ports that were all free a moment ago."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = s.getsockname()[1]
+        if first + n >= 65536:
+            continue
+        held = []
+        try:
+            for port in range(first, first + n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+
+
+def _local_command(binary):
+    """`ensemble local` for the suite's ensemble size (COMPAT_MEMBERS, default 1): one member
+    on any free port, or N members on consecutive free ports, the client connecting to all."""
+    if MEMBERS == 1:
+        return [binary, "local", "--members", "1", "--client-port", "0"]
+    return [
+        binary, "local", "--members", str(MEMBERS),
+        "--client-port", str(_free_port_block(MEMBERS)),
+        "--peer-port", str(_free_port_block(MEMBERS)),
+    ]
+
+
 class Server:
-    """One `$ENSEMBLE_BIN local --members 1 --client-port 0` process. The first stdout line is
-    the connection string; stderr goes to a log file; stdout after the first line is drained
-    into the same file so the process never blocks on a full pipe."""
+    """One `$ENSEMBLE_BIN local` process (see `_local_command`). The first stdout line is the
+    connection string; stderr goes to a log file; stdout after the first line is drained into
+    the same file so the process never blocks on a full pipe. `host` and `port` are the first
+    member's, for tests that speak to one member (four-letter words, raw sockets)."""
 
     def __init__(self, binary, log_path):
         self.binary = binary
@@ -48,7 +86,7 @@ class Server:
         env.setdefault("RUST_LOG", "debug")
         env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
-            [self.binary, "local", "--members", "1", "--client-port", "0"],
+            _local_command(self.binary),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -337,9 +375,15 @@ class RawSession:
         self.sock.close()
 
 
-def four_letter_word(server, word, timeout=5):
-    """Sends a four-letter word on the client port; returns the whole text reply."""
-    with socket.create_connection((server.host, server.port), timeout=timeout) as s:
+def member_addresses(server):
+    """Every member's (host, port), from the connection string."""
+    return [(h, int(p)) for h, p in (a.rsplit(":", 1) for a in server.address.split(","))]
+
+
+def four_letter_word(server, word, timeout=5, member=None):
+    """Sends a four-letter word to the first member's client port (or to `member`, a
+    (host, port)); returns the whole text reply."""
+    with socket.create_connection(member or (server.host, server.port), timeout=timeout) as s:
         s.sendall(word.encode())
         reply = b""
         while True:

@@ -15,9 +15,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
 /**
- * {@code $ENSEMBLE_BIN local --members 1 --client-port 0} as a child process: a single in-memory
- * member on a free port of 127.0.0.1. Its first stdout line is the connection string; its stderr
- * goes to a file under {@code compat.logdir} that failure reports quote.
+ * {@code $ENSEMBLE_BIN local} as a child process: with {@code COMPAT_MEMBERS} unset or 1, a single
+ * in-memory member on a free port of 127.0.0.1; with N > 1, N member processes on consecutive free
+ * ports, the connection string naming all of them. Its first stdout line is the connection string;
+ * its stderr goes to a file under {@code compat.logdir} that failure reports quote.
  */
 final class EnsembleProcess implements CompatTarget {
 
@@ -55,13 +56,55 @@ final class EnsembleProcess implements CompatTarget {
         return path;
     }
 
+    /** The ensemble size under test: env {@code COMPAT_MEMBERS}, default 1. */
+    static int members() {
+        String members = System.getenv("COMPAT_MEMBERS");
+        return members == null || members.isBlank() ? 1 : Integer.parseInt(members.trim());
+    }
+
+    private static List<String> command() throws IOException {
+        int members = members();
+        if (members == 1) {
+            return List.of(binary().toString(), "local", "--members", "1", "--client-port", "0");
+        }
+        return List.of(binary().toString(), "local", "--members", Integer.toString(members),
+                "--client-port", Integer.toString(freePortBlock(members)),
+                "--peer-port", Integer.toString(freePortBlock(members)));
+    }
+
+    /** The first of {@code n} consecutive loopback ports that were all free a moment ago. */
+    private static int freePortBlock(int n) throws IOException {
+        while (true) {
+            int first;
+            try (java.net.ServerSocket probe = new java.net.ServerSocket(0, 1,
+                    java.net.InetAddress.getLoopbackAddress())) {
+                first = probe.getLocalPort();
+            }
+            if (first + n >= 65536) {
+                continue;
+            }
+            List<java.net.ServerSocket> held = new java.util.ArrayList<>();
+            try {
+                for (int port = first; port < first + n; port++) {
+                    held.add(new java.net.ServerSocket(port, 1, java.net.InetAddress.getLoopbackAddress()));
+                }
+                return first;
+            } catch (IOException taken) {
+                // try another block
+            } finally {
+                for (java.net.ServerSocket socket : held) {
+                    socket.close();
+                }
+            }
+        }
+    }
+
     static EnsembleProcess start(String name) throws IOException, InterruptedException {
         Path dir = CompatTarget.logDir();
         String base = CompatTarget.safeName(name) + "-" + System.nanoTime();
         Path stderr = dir.resolve(base + ".ensemble.stderr.log");
         Path stdout = dir.resolve(base + ".ensemble.stdout.log");
-        ProcessBuilder builder = new ProcessBuilder(
-                binary().toString(), "local", "--members", "1", "--client-port", "0");
+        ProcessBuilder builder = new ProcessBuilder(command());
         builder.environment().putIfAbsent("RUST_BACKTRACE", "1");
         builder.redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
         builder.redirectError(stderr.toFile());
