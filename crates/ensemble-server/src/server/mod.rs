@@ -361,6 +361,32 @@ async fn run_background(
     }
 }
 
+/// How long accepting clients waits for a leader and the ensemble's secret; in
+/// that time connections wait in the listen backlog instead of being refused.
+const SERVICE_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until this member can serve sessions (a leader is known and the
+/// ensemble's secret is applied), for at most [`SERVICE_WAIT`]: after that it
+/// accepts anyway, so that four-letter words answer, and sessions are refused
+/// until it can serve them.
+async fn wait_for_service(shared: &Shared, consensus: &Consensus, shutdown: &CancellationToken) {
+    let mut status = consensus.watch_status();
+    let deadline = tokio::time::Instant::now() + SERVICE_WAIT;
+    loop {
+        let has_leader = status.borrow_and_update().leader.is_some();
+        if has_leader && lock(&shared.state).tree.secret().is_some() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep_until(deadline) => return,
+            _ = status.changed() => {}
+            // The secret arrives as an applied entry, not a status change.
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+}
+
 /// Follows consensus: closes connections whose writes a generation change may
 /// have lost, and all client connections once no leader has been known for an
 /// election timeout.
@@ -375,6 +401,7 @@ async fn follow_consensus(
     let grace = Duration::from_millis(500);
     let mut leaderless_since: Option<Instant> = None;
     let mut membership_version = status.borrow().membership.version;
+    let mut last_role = Role::Stopped;
     let mut check = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -390,10 +417,19 @@ async fn follow_consensus(
                 if changed.is_err() {
                     return;
                 }
-                let version = status.borrow_and_update().membership.version;
+                let (version, role) = {
+                    let status = status.borrow_and_update();
+                    (status.membership.version, status.role)
+                };
+                let mut state = lock(&shared.state);
                 if version != membership_version {
                     membership_version = version;
-                    lock(&shared.state).membership_changed(version);
+                    state.membership_changed(version);
+                }
+                if role != last_role {
+                    // A new leader takes over session expiry at once.
+                    last_role = role;
+                    state.session_tick(role);
                 }
             }
             _ = check.tick() => {}
@@ -489,6 +525,7 @@ async fn serve(
         ));
     }
 
+    wait_for_service(&shared, &consensus, &shutdown).await;
     shared.stats.set_phase(Phase::Serving);
     let mut next_id: u64 = 0;
     let result = loop {
