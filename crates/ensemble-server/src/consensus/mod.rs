@@ -75,6 +75,12 @@
 //! Under `data_dir`: the log segments, the vote and the persisted commit index, and
 //! the snapshots; formats in the submodules.
 
+mod log_store;
+mod state_machine;
+#[cfg(test)]
+mod suite_tests;
+mod types;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
