@@ -75,6 +75,15 @@
 //! Under `data_dir`: the log segments, the vote and the persisted commit index, and
 //! the snapshots; formats in the submodules.
 
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
+#[cfg(test)]
+mod suite_tests;
+mod transport;
+mod types;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -199,16 +208,66 @@ pub struct Stale {
     pub current: u64,
 }
 
-/// Links cut by a test: traffic between a member of `cut` pairs is dropped both ways.
+/// Links cut by a test: traffic between a member of `cut` pairs is dropped both ways,
+/// as is all traffic of an isolated member. Clones share one set of faults.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<std::sync::Mutex<std::collections::BTreeSet<(MemberId, MemberId)>>>,
+    isolated: Arc<std::sync::Mutex<std::collections::BTreeSet<MemberId>>>,
+}
+
+impl Faults {
+    /// Cuts the link between `a` and `b` (both directions).
+    pub fn cut(&self, a: MemberId, b: MemberId) {
+        let mut cut = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        cut.insert((a.min(b), a.max(b)));
+    }
+
+    /// Cuts every link of `id`.
+    pub fn isolate(&self, id: MemberId) {
+        self.isolated.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.isolated.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Whether traffic between `a` and `b` is dropped.
+    pub fn is_cut(&self, a: MemberId, b: MemberId) -> bool {
+        let isolated = self.isolated.lock().unwrap_or_else(|p| p.into_inner());
+        if isolated.contains(&a) || isolated.contains(&b) {
+            return true;
+        }
+        drop(isolated);
+        let cut = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        cut.contains(&(a.min(b), a.max(b)))
+    }
+}
+
+impl Options {
+    /// Options with the default timings: heartbeat 50 ms, elections after 250–500 ms
+    /// without a leader (a killed leader is replaced well under a second on a LAN),
+    /// a snapshot every 100 000 entries, promotion within 1 000 entries of the leader.
+    pub fn new(id: MemberId, data_dir: Option<PathBuf>, advertise: impl Into<String>) -> Self {
+        Options {
+            id,
+            data_dir,
+            advertise: advertise.into(),
+            heartbeat: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
+            snapshot_every: 100_000,
+            promote_max_lag: 1_000,
+            faults: None,
+        }
+    }
 }
 
 /// A running member's handle to consensus; cheap to clone.
 #[derive(Clone)]
 pub struct Consensus {
-    _private: (),
+    node: Arc<node::Node>,
 }
 
 impl Consensus {
@@ -219,8 +278,109 @@ impl Consensus {
         peers: TcpListener,
         machine: Arc<dyn StateMachine>,
     ) -> Result<Self, ConsensusError> {
-        let _ = (options, peers, machine);
-        todo!()
+        let storage_error = |dir: &std::path::Path, reason: String| ConsensusError::Storage {
+            dir: dir.to_path_buf(),
+            reason,
+        };
+        let (log, snapshot_dir) = match &options.data_dir {
+            Some(dir) => (
+                log_store::LogStore::open(&dir.join("log")).map_err(|r| storage_error(dir, r))?,
+                Some(dir.join("snapshots")),
+            ),
+            None => (log_store::LogStore::in_memory(), None),
+        };
+        let state_machine = match state_machine::StateMachineStore::open(machine.clone(), snapshot_dir) {
+            Ok(sm) => sm,
+            Err(reason) => {
+                log.close();
+                return Err(storage_error(options.data_dir.as_deref().unwrap_or(std::path::Path::new("")), reason));
+            }
+        };
+        let committed = {
+            use openraft::storage::RaftLogStorage;
+            let mut reader = log.clone();
+            reader.read_committed().await.ok().flatten().map(|id| id.index)
+        };
+        let millis = |d: Duration| d.as_millis().max(1) as u64;
+        let config = openraft::Config {
+            cluster_name: "ensemble".into(),
+            heartbeat_interval: millis(options.heartbeat),
+            election_timeout_min: millis(options.election_timeout.0),
+            election_timeout_max: millis(options.election_timeout.1).max(millis(options.election_timeout.0) + 1),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: options.snapshot_every.min(1_000),
+            purge_batch_size: 1,
+            backoff: "20ms 40ms ...500ms".into(),
+            ..Default::default()
+        };
+        let config = match config.validate() {
+            Ok(config) => Arc::new(config),
+            Err(e) => {
+                log.close();
+                return Err(ConsensusError::Other(format!("invalid consensus options: {e}")));
+            }
+        };
+        let transport_peers = Arc::new(transport::Peers::new(options.id, options.faults.clone()));
+        let network = network::Network {
+            peers: transport_peers.clone(),
+        };
+        let raft = match types::Raft::new(options.id, config, network, log.clone(), state_machine).await {
+            Ok(raft) => raft,
+            Err(e) => {
+                log.close();
+                return Err(ConsensusError::Other(format!("starting Raft: {e}")));
+            }
+        };
+        if let Some(committed) = committed {
+            // openraft re-applies up to the persisted commit index while it starts;
+            // wait for it all the same, so nothing acknowledged is served missing.
+            let applied = raft
+                .wait(Some(Duration::from_secs(600)))
+                .applied_index_at_least(Some(committed), "re-applying the committed log")
+                .await;
+            if let Err(e) = applied {
+                let _ = raft.shutdown().await;
+                log.close();
+                return Err(ConsensusError::Other(format!("re-applying the log: {e}")));
+            }
+        }
+        let (status, _) = watch::channel(Status {
+            id: options.id,
+            role: Role::Outside,
+            leader: None,
+            term: 0,
+            last_log_index: 0,
+            commit_index: 0,
+            applied_index: 0,
+            snapshot_index: 0,
+            membership: Membership::default(),
+            matched: BTreeMap::new(),
+        });
+        let (generation, _) = watch::channel(0);
+        let node = Arc::new(node::Node {
+            id: options.id,
+            options: options.clone(),
+            raft,
+            log,
+            peers: transport_peers,
+            machine,
+            status,
+            generation,
+            proposer: std::sync::Mutex::new(node::Proposer::default()),
+            change_lock: tokio::sync::Mutex::new(()),
+            stop: tokio_util::sync::CancellationToken::new(),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        let serving = tokio::spawn(transport::serve(
+            options.id,
+            peers,
+            node.clone(),
+            options.faults.clone(),
+            node.stop.clone(),
+        ));
+        let watching = tokio::spawn(node.clone().watch_metrics());
+        node.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, watching]);
+        Ok(Consensus { node })
     }
 
     /// Founds a new ensemble of `voters` (id → peer address); a no-op if the log
@@ -229,72 +389,159 @@ impl Consensus {
         &self,
         voters: BTreeMap<MemberId, String>,
     ) -> Result<(), ConsensusError> {
-        let _ = voters;
-        todo!()
+        let raft = &self.node.raft;
+        if raft.is_initialized().await.map_err(|_| ConsensusError::Stopped)? {
+            return Ok(());
+        }
+        let members: BTreeMap<MemberId, openraft::BasicNode> = voters
+            .into_iter()
+            .map(|(id, addr)| (id, openraft::BasicNode { addr }))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(openraft::errors::RaftError::APIError(openraft::errors::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(ConsensusError::Other(format!("bootstrap: {e}"))),
+        }
     }
 
     /// The current generation; see the module contract.
     pub fn generation(&self) -> u64 {
-        todo!()
+        *self.node.generation.borrow()
     }
 
     /// Changes of the generation.
     pub fn watch_generation(&self) -> watch::Receiver<u64> {
-        todo!()
+        self.node.generation.subscribe()
     }
 
     /// Sends `command` towards the leader, behind every earlier proposal of this
-    /// member; refused if `generation` is not the current one.
+    /// member; refused if `generation` is not the current one, or if no leader is
+    /// known (then `current == proposed`; the server refuses its client).
     pub fn propose(&self, generation: u64, command: Vec<u8>) -> Result<(), Stale> {
-        let _ = (generation, command);
-        todo!()
+        self.node.propose(generation, command)
     }
 
     /// Best-effort bytes to the current leader's [`StateMachine::leader_message`].
     pub fn send_to_leader(&self, message: Vec<u8>) {
-        let _ = message;
-        todo!()
+        let node = self.node.clone();
+        let Some(leader) = node.status.borrow().leader else { return };
+        if leader == node.id {
+            node.machine.leader_message(node.id, &message);
+            return;
+        }
+        let Some(address) = node.status.borrow().membership.voters.get(&leader).cloned() else { return };
+        tokio::spawn(async move {
+            let peer = node.peers.get(leader, &address);
+            let _ = peer
+                .call(transport::Request::LeaderMessage(message), node::FORWARD_TIMEOUT)
+                .await;
+        });
     }
 
     /// A commit index confirmed by the leader with a quorum after this call began.
     pub async fn read_index(&self) -> Result<u64, ConsensusError> {
-        todo!()
+        if self.node.leads() {
+            return self.node.read_index_local().await;
+        }
+        match self.forward(transport::Request::ReadIndex).await? {
+            transport::Response::ReadIndex(index) => Ok(index),
+            _ => Err(ConsensusError::Other("unexpected answer from the leader".into())),
+        }
     }
 
     /// Adds `id` (reachable at `address`) as a learner.
     pub async fn add_learner(&self, id: MemberId, address: String) -> Result<(), ConsensusError> {
-        let _ = (id, address);
-        todo!()
+        self.change(transport::Change::AddLearner(id, address)).await
     }
 
     /// Makes learner `id` a voter once it is caught up.
     pub async fn promote(&self, id: MemberId) -> Result<(), ConsensusError> {
-        let _ = id;
-        todo!()
+        self.change(transport::Change::Promote(id)).await
     }
 
     /// Removes `id` from the membership (voter or learner).
     pub async fn remove(&self, id: MemberId) -> Result<(), ConsensusError> {
-        let _ = id;
-        todo!()
+        self.change(transport::Change::Remove(id)).await
     }
 
     /// Moves leadership to voter `to` and waits until it leads.
     pub async fn transfer_leadership(&self, to: MemberId) -> Result<(), ConsensusError> {
-        let _ = to;
-        todo!()
+        self.change(transport::Change::TransferLeadership(to)).await?;
+        let mut status = self.watch_status();
+        let wait = status.wait_for(|s| s.leader == Some(to));
+        let outcome = match tokio::time::timeout(node::FORWARD_TIMEOUT, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ConsensusError::Stopped),
+            Err(_) => Err(ConsensusError::Timeout),
+        };
+        outcome
     }
 
     pub fn status(&self) -> Status {
-        todo!()
+        self.node.status.borrow().clone()
     }
 
     pub fn watch_status(&self) -> watch::Receiver<Status> {
-        todo!()
+        self.node.status.subscribe()
     }
 
     /// Stops consensus: peers are no longer served, the log is closed.
     pub async fn shutdown(&self) {
-        todo!()
+        let node = &self.node;
+        if node.stop.is_cancelled() {
+            return;
+        }
+        node.stop.cancel();
+        let tasks: Vec<_> = node.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for task in tasks {
+            task.abort();
+        }
+        let _ = node.raft.shutdown().await;
+        node.peers.close_all();
+        {
+            let mut proposer = node.proposer.lock().unwrap_or_else(|p| p.into_inner());
+            proposer.generation += 1;
+            node.generation.send_replace(proposer.generation);
+            proposer.close();
+        }
+        let log = node.log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        node.status.send_modify(|s| {
+            s.role = Role::Stopped;
+            s.leader = None;
+            s.matched.clear();
+        });
+    }
+
+    async fn change(&self, change: transport::Change) -> Result<(), ConsensusError> {
+        if self.node.leads() {
+            return self.node.change_local(change).await;
+        }
+        match self.forward(transport::Request::Change(change)).await? {
+            transport::Response::Done => Ok(()),
+            _ => Err(ConsensusError::Other("unexpected answer from the leader".into())),
+        }
+    }
+
+    /// Sends `request` to the leader and turns its refusals into errors.
+    async fn forward(&self, request: transport::Request) -> Result<transport::Response, ConsensusError> {
+        let status = self.status();
+        if status.role == Role::Stopped {
+            return Err(ConsensusError::Stopped);
+        }
+        let leader = status.leader.ok_or(ConsensusError::NoLeader)?;
+        let address = status
+            .membership
+            .voters
+            .get(&leader)
+            .cloned()
+            .ok_or(ConsensusError::NoLeader)?;
+        let peer = self.node.peers.get(leader, &address);
+        match peer.call(request, node::FORWARD_TIMEOUT).await {
+            Ok(transport::Response::Failed(e)) => Err(node::unwire(e)),
+            Ok(response) => Ok(response),
+            Err(transport::CallError::Timeout(_)) => Err(ConsensusError::Timeout),
+            Err(_) => Err(ConsensusError::NoLeader),
+        }
     }
 }

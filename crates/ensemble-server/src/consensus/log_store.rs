@@ -1,0 +1,542 @@
+//! The durable Raft log (openraft's `RaftLogStorage`).
+//!
+//! Contract:
+//! - Entries live in memory (between purges) and, with a data directory, in segment
+//!   files `log-<seq>.seg` of framed records (`u32` length, CRC-32, body = the
+//!   encoded entry: log id and payload, blank / command / membership).
+//! - **Group commit.** Every write goes through one writer thread that drains its
+//!   queue: all appends found in the queue are written, then one `fdatasync`, then
+//!   every one of their `IOFlushed` callbacks is called. Appends that arrive while
+//!   an fsync runs share the next one. Queue order is kept for truncation, purge,
+//!   vote and commit index, so e.g. a commit index is never persisted ahead of the
+//!   entries it covers.
+//! - The vote (`vote`), the committed log id (`committed`) and the purge point
+//!   (`purged`) are small files written atomically (temporary file, fsync, rename,
+//!   directory fsync). `save_vote` returns only once the vote is durable.
+//! - Truncation cuts the segment file and deletes later segments, fsynced; purge
+//!   persists the purge point first, then deletes segments wholly before it.
+//! - Recovery: a record cut short or failing its checksum at the end of the newest
+//!   segment is a torn tail, never acknowledged, and is cut off; any other damage
+//!   refuses to open with the file and offset.
+//! - A `LOCK` file, locked exclusively, refuses a second process on the directory.
+//! - With no data directory everything stays in memory and callbacks fire at once.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+
+use super::types::{
+    decode, encode, frame_record, read_record, read_small_file, write_atomic, Entry, LogId,
+    RecordError, Vote, C,
+};
+
+/// A segment is closed and a new one started beyond this size.
+const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// The log store; clones share one log (openraft's reader is a clone).
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    mem: Mutex<Mem>,
+    /// `None` in memory mode, and after [`LogStore::close`].
+    writer: Mutex<Option<mpsc::Sender<Op>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    lock: Mutex<Option<File>>,
+}
+
+#[derive(Default)]
+struct Mem {
+    entries: BTreeMap<u64, Entry>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<io::Result<()>>;
+
+enum Op {
+    Append(Vec<(u64, Vec<u8>)>, IOFlushed<C>),
+    /// Remove every entry from this index on.
+    Truncate(u64, Reply),
+    Purge(LogId, Reply),
+    Vote(Vote, Reply),
+    Committed(Option<LogId>),
+}
+
+fn lock(mem: &Mutex<Mem>) -> MutexGuard<'_, Mem> {
+    mem.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LogStore {
+    /// A log kept in memory only.
+    pub(crate) fn in_memory() -> Self {
+        LogStore {
+            shared: Arc::new(Shared {
+                mem: Mutex::new(Mem::default()),
+                writer: Mutex::new(None),
+                thread: Mutex::new(None),
+                lock: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Opens (or creates) the log under `dir`, recovering as the contract says.
+    /// Errors are `(file, reason)`.
+    pub(crate) fn open(dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = File::create(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock_file.try_lock().map_err(|e| {
+            format!("{} is locked by another process ({e})", lock_path.display())
+        })?;
+
+        let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+            let path = dir.join(name);
+            read_small_file::<Vec<u8>>(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let mut mem = Mem::default();
+        let damaged = |name: &str, e: io::Error| format!("{}: {e}", dir.join(name).display());
+        if let Some(b) = read("vote")? {
+            mem.vote = Some(decode(&b).map_err(|e| damaged("vote", e))?);
+        }
+        if let Some(b) = read("committed")? {
+            mem.committed = decode(&b).map_err(|e| damaged("committed", e))?;
+        }
+        if let Some(b) = read("purged")? {
+            mem.purged = decode(&b).map_err(|e| damaged("purged", e))?;
+        }
+
+        let disk = Disk::recover(dir, &mut mem)?;
+        // A commit index is persisted only behind its entries; clamp all the same.
+        let last = mem.entries.values().next_back().map(|e| e.log_id).or(mem.purged);
+        if mem.committed > last {
+            mem.committed = last;
+        }
+
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || disk.run(rx))
+            .map_err(|e| format!("starting the log writer: {e}"))?;
+        Ok(LogStore {
+            shared: Arc::new(Shared {
+                mem: Mutex::new(mem),
+                writer: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                lock: Mutex::new(Some(lock_file)),
+            }),
+        })
+    }
+
+    /// Stops the writer (after it has finished its queue) and releases the lock.
+    pub(crate) fn close(&self) {
+        let sender = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(sender);
+        let thread = self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        self.shared.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn send(&self, op: Op) -> io::Result<()> {
+        let writer = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        match writer.as_ref() {
+            Some(tx) => tx
+                .send(op)
+                .map_err(|_| io::Error::other("the log writer has stopped")),
+            None => Err(io::Error::other("the log is closed")),
+        }
+    }
+
+    fn is_durable(&self) -> bool {
+        self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    async fn request(&self, make: impl FnOnce(Reply) -> Op) -> io::Result<()> {
+        if !self.is_durable() {
+            return Ok(());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(make(tx))?;
+        rx.await
+            .map_err(|_| io::Error::other("the log writer has stopped"))?
+    }
+}
+
+impl RaftLogReader<C> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let mem = lock(&self.shared.mem);
+        Ok(mem.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(lock(&self.shared.mem).vote)
+    }
+}
+
+impl RaftLogStorage<C> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let mem = lock(&self.shared.mem);
+        let last = mem.entries.values().next_back().map(|e| e.log_id).or(mem.purged);
+        Ok(LogState {
+            last_purged_log_id: mem.purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let vote = *vote;
+        self.request(|tx| Op::Vote(vote, tx)).await?;
+        lock(&self.shared.mem).vote = Some(vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        lock(&self.shared.mem).committed = committed;
+        if self.is_durable() {
+            self.send(Op::Committed(committed))?;
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(lock(&self.shared.mem).committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let durable = self.is_durable();
+        let mut records = Vec::new();
+        {
+            let mut mem = lock(&self.shared.mem);
+            for entry in entries {
+                if durable {
+                    records.push((entry.log_id.index, frame_record(&encode(&entry)?)));
+                }
+                mem.entries.insert(entry.log_id.index, entry);
+            }
+        }
+        if durable {
+            self.send(Op::Append(records, callback))?;
+        } else {
+            callback.io_completed(Ok(()));
+        }
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        {
+            let mut mem = lock(&self.shared.mem);
+            let _removed = mem.entries.split_off(&from);
+        }
+        self.request(|tx| Op::Truncate(from, tx)).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        self.request(|tx| Op::Purge(log_id, tx)).await?;
+        let mut mem = lock(&self.shared.mem);
+        let kept = mem.entries.split_off(&(log_id.index + 1));
+        mem.entries = kept;
+        if mem.purged < Some(log_id) {
+            mem.purged = Some(log_id);
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread's view of the files.
+struct Disk {
+    dir: PathBuf,
+    /// Segment sequence number → its first and last index (`None` when empty).
+    segments: BTreeMap<u64, Option<(u64, u64)>>,
+    /// Index → (segment, offset) of every entry on disk.
+    offsets: BTreeMap<u64, (u64, u64)>,
+    active: File,
+    active_seq: u64,
+    active_len: u64,
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("log-{seq:010}.seg"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Disk {
+    fn recover(dir: &Path, mem: &mut Mem) -> Result<Disk, String> {
+        let mut seqs = Vec::new();
+        let listing = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for item in listing {
+            let item = item.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let name = item.file_name();
+            let name = name.to_string_lossy();
+            if let Some(seq) = name
+                .strip_prefix("log-")
+                .and_then(|s| s.strip_suffix(".seg"))
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        let purged_index = mem.purged.map(|id| id.index);
+        let mut segments = BTreeMap::new();
+        let mut offsets = BTreeMap::new();
+        let mut previous: Option<u64> = None;
+        let mut active_len = 0;
+        for (n, &seq) in seqs.iter().enumerate() {
+            let newest = n + 1 == seqs.len();
+            let path = segment_path(dir, seq);
+            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut offset = 0usize;
+            let mut range: Option<(u64, u64)> = None;
+            while offset < bytes.len() {
+                let damage = match read_record(&bytes[offset..]) {
+                    Ok((body, len)) => match decode::<Entry>(body) {
+                        Ok(entry) => {
+                            let index = entry.log_id.index;
+                            if previous.is_some_and(|p| index != p + 1) {
+                                return Err(format!(
+                                    "{}: entry {index} at offset {offset} does not follow entry {}",
+                                    path.display(),
+                                    previous.unwrap_or(0)
+                                ));
+                            }
+                            previous = Some(index);
+                            range = Some((range.map_or(index, |r| r.0), index));
+                            offsets.insert(index, (seq, offset as u64));
+                            if purged_index.is_none_or(|p| index > p) {
+                                mem.entries.insert(index, entry);
+                            }
+                            offset += len;
+                            continue;
+                        }
+                        Err(e) => format!("undecodable entry ({e})"),
+                    },
+                    Err(RecordError::Short) if newest => {
+                        Self::cut_tail(&path, offset)?;
+                        break;
+                    }
+                    Err(RecordError::Checksum) if newest && Self::is_tail(&bytes[offset..]) => {
+                        Self::cut_tail(&path, offset)?;
+                        break;
+                    }
+                    Err(e) => format!("damaged record ({e:?})"),
+                };
+                return Err(format!("{}: {damage} at offset {offset}", path.display()));
+            }
+            segments.insert(seq, range);
+            if newest {
+                active_len = offset as u64;
+            }
+        }
+        let active_seq = seqs.last().copied().unwrap_or(1);
+        let path = segment_path(dir, active_seq);
+        let active = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if seqs.is_empty() {
+            sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            segments.insert(active_seq, None);
+        }
+        Ok(Disk {
+            dir: dir.to_path_buf(),
+            segments,
+            offsets,
+            active,
+            active_seq,
+            active_len,
+        })
+    }
+
+    /// A bad checksum is a torn tail only if it is the last record of the file.
+    fn is_tail(bytes: &[u8]) -> bool {
+        if bytes.len() < 8 {
+            return true;
+        }
+        let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        bytes.len() <= 8 + len
+    }
+
+    fn cut_tail(path: &Path, offset: usize) -> Result<(), String> {
+        tracing::warn!(file = %path.display(), offset, "cutting off a torn log tail");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.set_len(offset as u64)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| format!("{}: cutting the torn tail at offset {offset}: {e}", path.display()))
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut ops = vec![first];
+            ops.extend(rx.try_iter());
+            let mut appends: Vec<(Vec<(u64, Vec<u8>)>, IOFlushed<C>)> = Vec::new();
+            let mut committed = None;
+            for op in ops {
+                match op {
+                    Op::Append(records, callback) => appends.push((records, callback)),
+                    Op::Committed(c) => committed = Some(c),
+                    other => {
+                        self.flush(&mut appends);
+                        self.write_committed(&mut committed);
+                        match other {
+                            Op::Truncate(from, reply) => {
+                                let _ = reply.send(self.truncate(from));
+                            }
+                            Op::Purge(id, reply) => {
+                                let _ = reply.send(self.purge(id));
+                            }
+                            Op::Vote(vote, reply) => {
+                                let result =
+                                    encode(&vote).and_then(|b| self.write_file("vote", &b));
+                                let _ = reply.send(result);
+                            }
+                            Op::Append(..) | Op::Committed(_) => {}
+                        }
+                    }
+                }
+            }
+            self.flush(&mut appends);
+            self.write_committed(&mut committed);
+        }
+    }
+
+    fn write_file(&self, name: &str, body: &[u8]) -> io::Result<()> {
+        write_atomic(&self.dir.join(name), &frame_record(&encode(&body.to_vec())?))
+    }
+
+    fn write_committed(&mut self, committed: &mut Option<Option<LogId>>) {
+        if let Some(c) = committed.take() {
+            if let Err(e) = encode(&c).and_then(|b| self.write_file("committed", &b)) {
+                tracing::error!(error = %e, "persisting the commit index failed");
+            }
+        }
+    }
+
+    /// Writes every pending append, fsyncs once, then acknowledges them all.
+    fn flush(&mut self, appends: &mut Vec<(Vec<(u64, Vec<u8>)>, IOFlushed<C>)>) {
+        if appends.is_empty() {
+            return;
+        }
+        let mut result = Ok(());
+        for (records, _) in appends.iter() {
+            for (index, record) in records {
+                if let Err(e) = self.write_record(*index, record) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|_| self.active.sync_data());
+        for (_, callback) in appends.drain(..) {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            callback.io_completed(outcome);
+        }
+    }
+
+    fn write_record(&mut self, index: u64, record: &[u8]) -> io::Result<()> {
+        if self.active_len >= SEGMENT_BYTES {
+            self.active.sync_data()?;
+            self.active_seq += 1;
+            self.active = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(segment_path(&self.dir, self.active_seq))?;
+            sync_dir(&self.dir)?;
+            self.active_len = 0;
+            self.segments.insert(self.active_seq, None);
+        }
+        self.active.write_all(record)?;
+        self.offsets.insert(index, (self.active_seq, self.active_len));
+        self.active_len += record.len() as u64;
+        let range = self.segments.entry(self.active_seq).or_insert(None);
+        *range = Some((range.map_or(index, |r| r.0), index));
+        Ok(())
+    }
+
+    fn truncate(&mut self, from: u64) -> io::Result<()> {
+        let Some(&(seq, offset)) = self.offsets.range(from..).next().map(|(_, v)| v) else {
+            return Ok(());
+        };
+        let later: Vec<u64> = self.segments.range(seq + 1..).map(|(s, _)| *s).collect();
+        for s in later {
+            std::fs::remove_file(segment_path(&self.dir, s))?;
+            self.segments.remove(&s);
+        }
+        let path = segment_path(&self.dir, seq);
+        let file = OpenOptions::new().append(true).open(&path)?;
+        file.set_len(offset)?;
+        file.sync_all()?;
+        sync_dir(&self.dir)?;
+        self.active = file;
+        self.active_seq = seq;
+        self.active_len = offset;
+        let _removed = self.offsets.split_off(&from);
+        let first = self.offsets.range(..from).rev().find(|(_, (s, _))| *s == seq);
+        let range = first.map(|_| {
+            let start = self
+                .offsets
+                .iter()
+                .find(|(_, (s, _))| *s == seq)
+                .map_or(from, |(i, _)| *i);
+            (start, from - 1)
+        });
+        self.segments.insert(seq, range);
+        Ok(())
+    }
+
+    fn purge(&mut self, upto: LogId) -> io::Result<()> {
+        self.write_file("purged", &encode(&Some(upto))?)?;
+        let whole: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|(s, r)| **s != self.active_seq && r.is_none_or(|(_, last)| last <= upto.index))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &whole {
+            std::fs::remove_file(segment_path(&self.dir, *s))?;
+            self.segments.remove(s);
+        }
+        if !whole.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        let kept = self.offsets.split_off(&(upto.index + 1));
+        self.offsets = kept;
+        Ok(())
+    }
+}

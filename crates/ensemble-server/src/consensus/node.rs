@@ -1,0 +1,484 @@
+//! One running member: openraft plus everything the facade adds around it.
+//!
+//! Contract:
+//! - **Status watcher.** A task follows openraft's metrics (and ticks every
+//!   heartbeat) to publish [`Status`] and to run *check-quorum*: a leader whose last
+//!   quorum acknowledgement is older than the maximum election timeout reports no
+//!   leader and refuses proposals (openraft's own lease refuses its writes too), until
+//!   a quorum answers again.
+//! - **Proposal path.** At most one path to the leader exists, owned by
+//!   [`Proposer`] under one lock with the generation. A path is a queue and a task
+//!   that sends its commands, pipelined and in order, on one connection to the
+//!   leader (or into the local Raft when this member leads) and watches each one's
+//!   fate. When the effective leader or term changes, or a command fails, the path
+//!   is dropped with its queue and the generation increments; a fresh path is made
+//!   for the next proposals.
+//! - **Member requests** (read index, membership changes, leader messages) run on
+//!   the leader; the facade forwards them there from any member.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::async_runtime::watch::WatchReceiver as _;
+use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::log_store::LogStore;
+use super::transport::{Change, Peers, Request, Response, Service, WireError};
+use super::types::{membership_view, Command, Raft, Snapshot};
+use super::{ConsensusError, MemberId, Options, Role, StateMachine, Status};
+
+/// How long a forwarded request waits for the leader.
+pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Node {
+    pub(crate) id: MemberId,
+    pub(crate) options: Options,
+    pub(crate) raft: Raft,
+    pub(crate) log: LogStore,
+    pub(crate) peers: Arc<Peers>,
+    pub(crate) machine: Arc<dyn StateMachine>,
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) generation: watch::Sender<u64>,
+    pub(crate) proposer: Mutex<Proposer>,
+    pub(crate) change_lock: tokio::sync::Mutex<()>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The generation and the current path to the leader, under one lock.
+#[derive(Default)]
+pub(crate) struct Proposer {
+    pub(crate) generation: u64,
+    next_path: u64,
+    path: Option<ProposalPath>,
+}
+
+impl Proposer {
+    /// Drops the path and its queue for good (shutdown).
+    pub(crate) fn close(&mut self) {
+        if let Some(path) = self.path.take() {
+            path.task.abort();
+        }
+    }
+}
+
+struct ProposalPath {
+    seq: u64,
+    leader: MemberId,
+    term: u64,
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    task: JoinHandle<()>,
+}
+
+fn wire(e: &ConsensusError) -> WireError {
+    match e {
+        ConsensusError::NoLeader => WireError::NotLeader,
+        ConsensusError::UnknownMember(id) => WireError::UnknownMember(*id),
+        ConsensusError::AlreadyMember(id) => WireError::AlreadyMember(*id),
+        ConsensusError::NotCaughtUp { id, lag } => WireError::NotCaughtUp { id: *id, lag: *lag },
+        ConsensusError::ChangeInProgress => WireError::ChangeInProgress,
+        ConsensusError::LastVoter(id) => WireError::LastVoter(*id),
+        ConsensusError::Timeout => WireError::Timeout,
+        ConsensusError::Stopped => WireError::Stopped,
+        other => WireError::Other(other.to_string()),
+    }
+}
+
+pub(crate) fn unwire(e: WireError) -> ConsensusError {
+    match e {
+        WireError::NotLeader => ConsensusError::NoLeader,
+        WireError::UnknownMember(id) => ConsensusError::UnknownMember(id),
+        WireError::AlreadyMember(id) => ConsensusError::AlreadyMember(id),
+        WireError::NotCaughtUp { id, lag } => ConsensusError::NotCaughtUp { id, lag },
+        WireError::ChangeInProgress => ConsensusError::ChangeInProgress,
+        WireError::LastVoter(id) => ConsensusError::LastVoter(id),
+        WireError::Timeout => ConsensusError::Timeout,
+        WireError::Stopped => ConsensusError::Stopped,
+        WireError::Other(reason) => ConsensusError::Other(reason),
+    }
+}
+
+fn write_error(e: RaftError<super::types::C, ClientWriteError<super::types::C>>) -> ConsensusError {
+    match e {
+        RaftError::Fatal(_) => ConsensusError::Stopped,
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_))
+        | RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ConsensusError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))) => {
+            ConsensusError::ChangeInProgress
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(e))) => {
+            ConsensusError::UnknownMember(e.node_id)
+        }
+        RaftError::APIError(other) => ConsensusError::Other(other.to_string()),
+    }
+}
+
+impl Node {
+    fn lock_proposer(&self) -> std::sync::MutexGuard<'_, Proposer> {
+        self.proposer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `command` on the current path; see the module contract.
+    pub(crate) fn propose(self: &Arc<Self>, generation: u64, command: Vec<u8>) -> Result<(), super::Stale> {
+        let proposer = self.lock_proposer();
+        let stale = super::Stale {
+            proposed: generation,
+            current: proposer.generation,
+        };
+        if generation != proposer.generation {
+            return Err(stale);
+        }
+        match &proposer.path {
+            Some(path) if path.queue.send(command).is_ok() => Ok(()),
+            _ => Err(stale),
+        }
+    }
+
+    /// Replaces the path when the effective leader or term changed.
+    fn follow_leader(self: &Arc<Self>, leader: Option<(MemberId, u64)>) {
+        let mut proposer = self.lock_proposer();
+        let current = proposer.path.as_ref().map(|p| (p.leader, p.term));
+        if current == leader {
+            return;
+        }
+        if let Some(old) = proposer.path.take() {
+            old.task.abort();
+            proposer.generation += 1;
+            self.generation.send_replace(proposer.generation);
+        }
+        if let Some((leader, term)) = leader {
+            self.open_path(&mut proposer, leader, term);
+        }
+    }
+
+    /// Called by a path whose command failed: a new generation and a fresh path.
+    fn path_broke(self: &Arc<Self>, seq: u64) {
+        let mut proposer = self.lock_proposer();
+        let Some(path) = proposer.path.take_if(|p| p.seq == seq) else {
+            return;
+        };
+        proposer.generation += 1;
+        self.generation.send_replace(proposer.generation);
+        tracing::info!(generation = proposer.generation, leader = path.leader, "the proposal path broke");
+        self.open_path(&mut proposer, path.leader, path.term);
+    }
+
+    fn open_path(self: &Arc<Self>, proposer: &mut Proposer, leader: MemberId, term: u64) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        proposer.next_path += 1;
+        let seq = proposer.next_path;
+        let (queue, rx) = mpsc::unbounded_channel();
+        let address = self.status.borrow().membership.voters.get(&leader).cloned();
+        let node = Arc::downgrade(self);
+        let task = tokio::spawn(run_path(node, seq, leader, address, rx));
+        proposer.path = Some(ProposalPath {
+            seq,
+            leader,
+            term,
+            queue,
+            task,
+        });
+    }
+
+    /// Appends `command` to the local Raft log (this member must lead); the future
+    /// resolves when it is applied, or failed.
+    async fn propose_local(&self, command: Vec<u8>) -> BoxFuture<'static, Response> {
+        if !self.leads() {
+            return futures_util::future::ready(Response::Failed(WireError::NotLeader)).boxed();
+        }
+        let (responder, done) = ProgressResponder::complete_only();
+        if self.raft.client_write_ff(Command(command), Some(responder)).await.is_err() {
+            return futures_util::future::ready(Response::Failed(WireError::Stopped)).boxed();
+        }
+        async move {
+            match done.await {
+                Ok(Ok(_)) => Response::Done,
+                _ => Response::Failed(WireError::NotLeader),
+            }
+        }
+        .boxed()
+    }
+
+    /// Whether this member leads with a quorum behind it.
+    pub(crate) fn leads(&self) -> bool {
+        let status = self.status.borrow();
+        status.role == Role::Leader && status.leader == Some(self.id)
+    }
+
+    pub(crate) async fn read_index_local(&self) -> Result<u64, ConsensusError> {
+        if !self.leads() {
+            return Err(ConsensusError::NoLeader);
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(read.index()),
+            Err(RaftError::Fatal(_)) => Err(ConsensusError::Stopped),
+            Err(RaftError::APIError(_)) => Err(ConsensusError::NoLeader),
+        }
+    }
+
+    /// Runs a membership change on this member, which must lead.
+    pub(crate) async fn change_local(&self, change: Change) -> Result<(), ConsensusError> {
+        if !self.leads() {
+            return Err(ConsensusError::NoLeader);
+        }
+        let _one_at_a_time = self.change_lock.try_lock().map_err(|_| ConsensusError::ChangeInProgress)?;
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.membership_config.log_id() != metrics.committed_membership_config.log_id() {
+            return Err(ConsensusError::ChangeInProgress);
+        }
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<MemberId> = membership.voter_ids().collect();
+        let known = |id: MemberId| membership.get_node(&id).is_some();
+        match change {
+            Change::AddLearner(id, address) => {
+                if known(id) {
+                    return Err(ConsensusError::AlreadyMember(id));
+                }
+                self.raft
+                    .add_learner(id, BasicNode { addr: address }, false)
+                    .await
+                    .map_err(write_error)?;
+            }
+            Change::Promote(id) => {
+                if !known(id) {
+                    return Err(ConsensusError::UnknownMember(id));
+                }
+                if voters.contains(&id) {
+                    return Err(ConsensusError::AlreadyMember(id));
+                }
+                let last = metrics.last_log_index.unwrap_or(0);
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map_or(0, |l| l.index);
+                let lag = last.saturating_sub(matched);
+                if lag > self.options.promote_max_lag {
+                    return Err(ConsensusError::NotCaughtUp { id, lag });
+                }
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(write_error)?;
+            }
+            Change::Remove(id) => {
+                if !known(id) {
+                    return Err(ConsensusError::UnknownMember(id));
+                }
+                let change = if voters.contains(&id) {
+                    if voters.len() == 1 {
+                        return Err(ConsensusError::LastVoter(id));
+                    }
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft.change_membership(change, false).await.map_err(write_error)?;
+            }
+            Change::TransferLeadership(to) => {
+                if !voters.contains(&to) {
+                    return Err(ConsensusError::UnknownMember(to));
+                }
+                if to != self.id {
+                    self.raft
+                        .trigger()
+                        .transfer_leader(to)
+                        .await
+                        .map_err(|_| ConsensusError::Stopped)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the status from openraft's metrics and runs check-quorum.
+    pub(crate) async fn watch_metrics(self: Arc<Self>) {
+        let mut metrics = self.raft.metrics();
+        let mut leading_since: Option<(u64, tokio::time::Instant)> = None;
+        let election_max = self.options.election_timeout.1;
+        loop {
+            let status = {
+                let m = metrics.borrow_and_update().clone();
+                let membership = membership_view(&m.membership_config);
+                let in_membership =
+                    membership.voters.contains_key(&self.id) || membership.learners.contains_key(&self.id);
+                let mut leader = m.current_leader;
+                let mut role = match m.state {
+                    ServerState::Shutdown => Role::Stopped,
+                    _ if !in_membership => Role::Outside,
+                    ServerState::Leader => Role::Leader,
+                    ServerState::Follower => Role::Follower,
+                    ServerState::Candidate => Role::Candidate,
+                    ServerState::Learner => Role::Learner,
+                };
+                let term = m.current_term;
+                if role == Role::Leader {
+                    let since = match leading_since {
+                        Some((t, since)) if t == term => since,
+                        _ => {
+                            let now = tokio::time::Instant::now();
+                            leading_since = Some((term, now));
+                            now
+                        }
+                    };
+                    let age = match &m.last_quorum_acked {
+                        Some(acked) => acked.elapsed(),
+                        None => since.elapsed(),
+                    };
+                    if membership.voters.len() > 1 && age > election_max {
+                        role = Role::Follower;
+                        leader = None;
+                    }
+                } else {
+                    leading_since = None;
+                }
+                if role == Role::Outside || role == Role::Stopped {
+                    leader = leader.filter(|_| role == Role::Outside);
+                }
+                let mut matched = BTreeMap::new();
+                if role == Role::Leader {
+                    if let Some(replication) = &m.replication {
+                        for (id, log_id) in replication {
+                            matched.insert(*id, log_id.map_or(0, |l| l.index));
+                        }
+                    }
+                    matched.insert(self.id, m.last_log_index.unwrap_or(0));
+                }
+                Status {
+                    id: self.id,
+                    role,
+                    leader,
+                    term,
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    commit_index: m.local_committed.map_or(0, |l| l.index),
+                    applied_index: m.last_applied.map_or(0, |l| l.index),
+                    snapshot_index: m.snapshot.map_or(0, |l| l.index),
+                    membership,
+                    matched,
+                }
+            };
+            let effective = status.leader.map(|l| (l, status.term));
+            let stopped = status.role == Role::Stopped;
+            self.status.send_if_modified(|current| {
+                let changed = *current != status;
+                *current = status;
+                changed
+            });
+            self.follow_leader(effective);
+            if stopped {
+                return;
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                changed = metrics.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(self.options.heartbeat) => {}
+            }
+        }
+    }
+}
+
+/// Sends a path's commands in order and watches their fate; see the module contract.
+async fn run_path(
+    node: Weak<Node>,
+    seq: u64,
+    leader: MemberId,
+    address: Option<String>,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let Some(me) = node.upgrade() else { return };
+    let remote = if leader == me.id {
+        None
+    } else {
+        let Some(address) = address else {
+            me.path_broke(seq);
+            return;
+        };
+        match me.peers.get(leader, &address).connection().await {
+            Ok(conn) => Some(conn),
+            Err(e) => {
+                tracing::debug!(error = %e, "no connection to the leader for proposals");
+                me.path_broke(seq);
+                return;
+            }
+        }
+    };
+    drop(me);
+    let mut inflight: FuturesOrdered<BoxFuture<'static, Response>> = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            command = queue.recv() => {
+                let Some(command) = command else { return };
+                let Some(me) = node.upgrade() else { return };
+                let pending = match &remote {
+                    None => me.propose_local(command).await,
+                    Some(conn) => match conn.send(Request::Propose(command)) {
+                        Ok(rx) => async move { rx.await.unwrap_or(Response::Failed(WireError::NotLeader)) }.boxed(),
+                        Err(_) => break,
+                    },
+                };
+                inflight.push_back(pending);
+            }
+            Some(outcome) = inflight.next(), if !inflight.is_empty() => {
+                if !matches!(outcome, Response::Done) {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(me) = node.upgrade() {
+        me.path_broke(seq);
+    }
+}
+
+impl Service for Node {
+    fn propose(self: Arc<Self>, command: Vec<u8>) -> BoxFuture<'static, BoxFuture<'static, Response>> {
+        async move { self.propose_local(command).await }.boxed()
+    }
+
+    fn handle(self: Arc<Self>, from: MemberId, request: Request) -> BoxFuture<'static, Response> {
+        async move {
+            let stopped = Response::Failed(WireError::Stopped);
+            match request {
+                Request::Append(rpc) => self.raft.append_entries(rpc).await.map_or(stopped, Response::Append),
+                Request::Vote(rpc) => self.raft.vote(rpc).await.map_or(stopped, Response::Vote),
+                Request::Snapshot { vote, meta, data } => self
+                    .raft
+                    .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+                    .await
+                    .map_or(stopped, Response::Snapshot),
+                Request::TransferLeader(rpc) => self
+                    .raft
+                    .handle_transfer_leader(rpc)
+                    .await
+                    .map_or(stopped, Response::TransferLeader),
+                Request::Propose(command) => self.propose_local(command).await.await,
+                Request::ReadIndex => match self.read_index_local().await {
+                    Ok(index) => Response::ReadIndex(index),
+                    Err(e) => Response::Failed(wire(&e)),
+                },
+                Request::Change(change) => match self.change_local(change).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => Response::Failed(wire(&e)),
+                },
+                Request::LeaderMessage(message) => {
+                    if self.leads() {
+                        self.machine.leader_message(from, &message);
+                    }
+                    Response::Done
+                }
+            }
+        }
+        .boxed()
+    }
+}

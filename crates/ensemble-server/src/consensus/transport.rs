@@ -1,0 +1,431 @@
+//! The peer transport: TCP between members.
+//!
+//! Contract:
+//! - One persistent connection per direction and pair: member A dials B for A's
+//!   requests, and B's answers come back on it. The dialer's first frame is
+//!   `Hello { from }`.
+//! - A frame is a `u32` little-endian length and a body encoded with postcard;
+//!   requests carry an id, answers name it, so requests are pipelined. A frame
+//!   larger than [`MAX_FRAME`] or that does not decode closes that connection only.
+//! - [`Faults`] is consulted on every frame, sent or received, and on every dial: a
+//!   cut link closes the connection and refuses dials, so a partition looks like a
+//!   broken network to every caller.
+//! - A failed dial is not retried for [`RECONNECT_BACKOFF`] (calls fail at once
+//!   meanwhile); openraft adds its own backoff on top.
+//! - Forwarded proposals from one connection are handed to the serving member in
+//!   frame order ([`Service::propose`] is called inline, in the read loop), so one
+//!   member's proposals reach the leader's log in the order they were sent.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::types::{decode, encode, SnapshotMeta, Vote, C};
+use super::{Faults, MemberId};
+
+/// Frames above this size (a snapshot, at most) are refused.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+/// How long a failed dial keeps later calls from dialling again.
+pub(crate) const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A request from one member to another.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Request {
+    Append(openraft::raft::AppendEntriesRequest<C>),
+    Vote(openraft::raft::VoteRequest<C>),
+    Snapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
+    TransferLeader(openraft::raft::TransferLeaderRequest<C>),
+    /// A command of the sender's ordered proposal stream.
+    Propose(Vec<u8>),
+    ReadIndex,
+    Change(Change),
+    LeaderMessage(Vec<u8>),
+}
+
+/// A membership change forwarded to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Change {
+    AddLearner(MemberId, String),
+    Promote(MemberId),
+    Remove(MemberId),
+    TransferLeadership(MemberId),
+}
+
+/// The answer to a [`Request`].
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Response {
+    Append(openraft::raft::AppendEntriesResponse<C>),
+    Vote(openraft::raft::VoteResponse<C>),
+    Snapshot(openraft::raft::SnapshotResponse<C>),
+    TransferLeader(openraft::raft::TransferLeaderResponse<C>),
+    Done,
+    ReadIndex(u64),
+    Failed(WireError),
+}
+
+/// A refusal, as it crosses the network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum WireError {
+    NotLeader,
+    UnknownMember(MemberId),
+    AlreadyMember(MemberId),
+    NotCaughtUp { id: MemberId, lag: u64 },
+    ChangeInProgress,
+    LastVoter(MemberId),
+    Timeout,
+    Stopped,
+    Other(String),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    Hello { from: MemberId },
+    Request { id: u64, body: Request },
+    Response { id: u64, body: Response },
+}
+
+/// What the serving member does with requests.
+pub(crate) trait Service: Send + Sync + 'static {
+    /// Hands a forwarded proposal to Raft (the outer future, awaited in frame order);
+    /// the inner future resolves once its fate is known.
+    fn propose(self: Arc<Self>, command: Vec<u8>) -> BoxFuture<'static, BoxFuture<'static, Response>>;
+    /// Any other request.
+    fn handle(self: Arc<Self>, from: MemberId, request: Request) -> BoxFuture<'static, Response>;
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    #[error("member {0} is unreachable: {1}")]
+    Unreachable(MemberId, String),
+    #[error("connection to member {0} lost")]
+    Lost(MemberId),
+    #[error("member {0} did not answer in time")]
+    Timeout(MemberId),
+}
+
+/// Writes `frame` to `out`, or fails if it cannot be encoded.
+async fn write_frame(out: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> io::Result<()> {
+    let body = encode(frame)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+    }
+    out.write_all(&(body.len() as u32).to_le_bytes()).await?;
+    out.write_all(&body).await
+}
+
+async fn read_frame(input: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Frame> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len).await?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+    }
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body).await?;
+    decode(&body)
+}
+
+fn cut(faults: &Option<Faults>, a: MemberId, b: MemberId) -> bool {
+    faults.as_ref().is_some_and(|f| f.is_cut(a, b))
+}
+
+/// One dialled connection to a peer.
+pub(crate) struct Connection {
+    peer: MemberId,
+    out: mpsc::UnboundedSender<Frame>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    cancel: CancellationToken,
+}
+
+impl Connection {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.cancel.cancel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Sends `request` and waits up to `timeout` for its answer.
+    pub(crate) async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CallError> {
+        let rx = self.send(request)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(CallError::Lost(self.peer)),
+            Err(_) => Err(CallError::Timeout(self.peer)),
+        }
+    }
+
+    /// Sends `request`; the receiver gets its answer, or is dropped if the connection dies.
+    pub(crate) fn send(&self, request: Request) -> Result<oneshot::Receiver<Response>, CallError> {
+        if self.is_closed() {
+            return Err(CallError::Lost(self.peer));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        if self.out.send(Frame::Request { id, body: request }).is_err() {
+            self.close();
+            return Err(CallError::Lost(self.peer));
+        }
+        Ok(rx)
+    }
+}
+
+/// The dialling side towards one peer: its current connection, redialled as needed.
+pub(crate) struct Peer {
+    me: MemberId,
+    id: MemberId,
+    address: Mutex<String>,
+    faults: Option<Faults>,
+    current: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    last_failure: Mutex<Option<Instant>>,
+}
+
+impl Peer {
+    pub(crate) fn set_address(&self, address: &str) {
+        let mut current = self.address.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != address {
+            *current = address.to_string();
+        }
+    }
+
+    /// The live connection, dialling a new one if there is none.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, CallError> {
+        let mut current = self.current.lock().await;
+        if let Some(conn) = current.as_ref() {
+            if !conn.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        *current = None;
+        let recent = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF);
+        if recent {
+            return Err(CallError::Unreachable(self.id, "backing off after a failed dial".into()));
+        }
+        match self.dial().await {
+            Ok(conn) => {
+                *current = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                Err(CallError::Unreachable(self.id, e.to_string()))
+            }
+        }
+    }
+
+    /// Sends `request` on the current connection and waits for the answer.
+    pub(crate) async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CallError> {
+        let conn = self.connection().await?;
+        conn.call(request, timeout).await
+    }
+
+    async fn dial(&self) -> io::Result<Arc<Connection>> {
+        if cut(&self.faults, self.me, self.id) {
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "link cut by a fault"));
+        }
+        let address = self.address.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&address))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("dialling {address}")))??;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = stream.into_split();
+        write_frame(&mut writer, &Frame::Hello { from: self.me }).await?;
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+        let conn = Arc::new(Connection {
+            peer: self.id,
+            out,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+        });
+        let (me, peer, faults) = (self.me, self.id, self.faults.clone());
+        let writing = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    _ = writing.cancel.cancelled() => break,
+                    frame = out_rx.recv() => frame,
+                };
+                let Some(frame) = frame else { break };
+                if cut(&faults, me, peer) || write_frame(&mut writer, &frame).await.is_err() {
+                    break;
+                }
+            }
+            writing.close();
+        });
+        let reading = conn.clone();
+        let faults = self.faults.clone();
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    _ = reading.cancel.cancelled() => break,
+                    frame = read_frame(&mut reader) => frame,
+                };
+                match frame {
+                    Ok(Frame::Response { id, body }) if !cut(&faults, me, peer) => {
+                        let waiter = reading.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(body);
+                        }
+                    }
+                    Ok(_) | Err(_) => break,
+                }
+            }
+            reading.close();
+        });
+        Ok(conn)
+    }
+}
+
+/// Every peer this member dials, by id.
+pub(crate) struct Peers {
+    me: MemberId,
+    faults: Option<Faults>,
+    peers: Mutex<HashMap<MemberId, Arc<Peer>>>,
+}
+
+impl Peers {
+    pub(crate) fn new(me: MemberId, faults: Option<Faults>) -> Self {
+        Peers {
+            me,
+            faults,
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The peer `id` at `address` (updating a known peer's address).
+    pub(crate) fn get(&self, id: MemberId, address: &str) -> Arc<Peer> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let peer = peers.entry(id).or_insert_with(|| {
+            Arc::new(Peer {
+                me: self.me,
+                id,
+                address: Mutex::new(address.to_string()),
+                faults: self.faults.clone(),
+                current: tokio::sync::Mutex::new(None),
+                last_failure: Mutex::new(None),
+            })
+        });
+        peer.set_address(address);
+        peer.clone()
+    }
+
+    /// Closes every connection.
+    pub(crate) fn close_all(&self) {
+        let peers: Vec<Arc<Peer>> = self.peers.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for peer in peers {
+            if let Ok(current) = peer.current.try_lock() {
+                if let Some(conn) = current.as_ref() {
+                    conn.close();
+                }
+            }
+        }
+    }
+}
+
+/// Serves peers on `listener` until `stop` is cancelled.
+pub(crate) async fn serve<S: Service>(
+    me: MemberId,
+    listener: TcpListener,
+    service: Arc<S>,
+    faults: Option<Faults>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(me, stream, service.clone(), faults.clone(), stop.clone()));
+    }
+}
+
+async fn serve_connection<S: Service>(
+    me: MemberId,
+    stream: TcpStream,
+    service: Arc<S>,
+    faults: Option<Faults>,
+    stop: CancellationToken,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let from = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut reader)).await {
+        Ok(Ok(Frame::Hello { from })) => from,
+        _ => return,
+    };
+    if cut(&faults, me, from) {
+        return;
+    }
+    let done = stop.child_token();
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+    let writer_done = done.clone();
+    let writer_faults = faults.clone();
+    tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                _ = writer_done.cancelled() => break,
+                frame = out_rx.recv() => frame,
+            };
+            let Some(frame) = frame else { break };
+            if cut(&writer_faults, me, from) || write_frame(&mut writer, &frame).await.is_err() {
+                break;
+            }
+        }
+        writer_done.cancel();
+    });
+    loop {
+        let frame = tokio::select! {
+            _ = done.cancelled() => break,
+            frame = read_frame(&mut reader) => frame,
+        };
+        let (id, body) = match frame {
+            Ok(Frame::Request { id, body }) if !cut(&faults, me, from) => (id, body),
+            Ok(_) => break,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    tracing::warn!(from, error = %e, "malformed frame from a peer; closing its connection");
+                }
+                break;
+            }
+        };
+        let pending = match body {
+            Request::Propose(command) => service.clone().propose(command).await,
+            other => service.clone().handle(from, other),
+        };
+        let out = out.clone();
+        tokio::spawn(async move {
+            let body = pending.await;
+            let _ = out.send(Frame::Response { id, body });
+        });
+    }
+    done.cancel();
+}

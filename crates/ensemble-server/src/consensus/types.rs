@@ -1,0 +1,145 @@
+//! The openraft type configuration of ensemble, and the small helpers that convert
+//! between openraft's types and the module's public ones.
+//!
+//! Contract: this file and its siblings are the only place that names openraft. A
+//! command is opaque bytes ([`Command`]); responses carry nothing, because a
+//! proposer learns of its commands' outcome by seeing them applied.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{MemberId, Membership};
+
+/// One command of the server: opaque bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Command(pub(crate) Vec<u8>);
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command of {} bytes", self.0.len())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// ensemble's Raft: commands in, nothing out, members addressed by `host:port`.
+    pub(crate) TypeConfig:
+        D = Command,
+        R = (),
+        NodeId = MemberId,
+        Node = openraft::BasicNode,
+);
+
+pub(crate) type C = TypeConfig;
+pub(crate) type Entry = openraft::type_config::alias::EntryOf<C>;
+pub(crate) type LogId = openraft::type_config::alias::LogIdOf<C>;
+pub(crate) type Vote = openraft::type_config::alias::VoteOf<C>;
+pub(crate) type StoredMembership = openraft::type_config::alias::StoredMembershipOf<C>;
+pub(crate) type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<C>;
+pub(crate) type Snapshot = openraft::type_config::alias::SnapshotOf<C, Vec<u8>>;
+pub(crate) type Raft = openraft::Raft<C, super::state_machine::StateMachineStore>;
+
+/// The public view of a stored membership.
+pub(crate) fn membership_view(stored: &StoredMembership) -> Membership {
+    let inner = stored.membership();
+    let voter_ids: std::collections::BTreeSet<MemberId> = inner.voter_ids().collect();
+    let mut membership = Membership {
+        version: stored.log_id().as_ref().map_or(0, |id| id.index),
+        ..Membership::default()
+    };
+    for (id, node) in inner.nodes() {
+        if voter_ids.contains(id) {
+            membership.voters.insert(*id, node.addr.clone());
+        } else {
+            membership.learners.insert(*id, node.addr.clone());
+        }
+    }
+    membership
+}
+
+/// Encodes a value with the crate's compact binary codec.
+pub(crate) fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Decodes a value encoded by [`encode`].
+pub(crate) fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsynced, renamed over
+/// `path`, then the directory fsynced so the rename itself is durable.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A record as stored on disk: length, CRC-32 of the body, body.
+pub(crate) fn frame_record(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Why a record could not be read at some offset.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RecordError {
+    /// The bytes end inside the record.
+    Short,
+    /// The checksum does not match.
+    Checksum,
+}
+
+/// Reads the record starting at `bytes[0]`: its body and total length.
+pub(crate) fn read_record(bytes: &[u8]) -> Result<(&[u8], usize), RecordError> {
+    if bytes.len() < 8 {
+        return Err(RecordError::Short);
+    }
+    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let end = 8usize.checked_add(len).ok_or(RecordError::Short)?;
+    if bytes.len() < end {
+        return Err(RecordError::Short);
+    }
+    let body = &bytes[8..end];
+    if crc32fast::hash(body) != crc {
+        return Err(RecordError::Checksum);
+    }
+    Ok((body, end))
+}
+
+/// Reads a file written by [`write_atomic`] holding one framed record; `None` if absent.
+pub(crate) fn read_small_file<T: for<'a> Deserialize<'a>>(path: &Path) -> io::Result<Option<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (body, _) = read_record(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: damaged record ({e:?}) at offset 0", path.display()),
+        )
+    })?;
+    decode(body).map(Some)
+}
