@@ -248,6 +248,8 @@ impl Peer {
             return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "link cut by a fault"));
         }
         let address = self.address.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A member's address may carry `;clientHost:clientPort` after its peer address.
+        let address = address.split(';').next().unwrap_or_default().to_owned();
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&address))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("dialling {address}")))??;

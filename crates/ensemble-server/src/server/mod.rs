@@ -167,16 +167,15 @@ pub struct Member {
 
 /// Consensus settings for a member; election timing suits one machine or one
 /// cluster network, where a crashed leader is replaced well under a second.
-fn consensus_options(config: &ServerConfig, advertise: String) -> consensus::Options {
+fn consensus_options(
+    config: &ServerConfig,
+    advertise: String,
+    faults: Option<consensus::Faults>,
+) -> consensus::Options {
     consensus::Options {
-        id: config.my_id,
-        data_dir: config.data_dir.clone(),
-        advertise,
-        heartbeat: Duration::from_millis(50),
-        election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
         snapshot_every: config.snap_count,
-        promote_max_lag: 1_000,
-        faults: None,
+        faults,
+        ..consensus::Options::new(config.my_id, config.data_dir.clone(), advertise)
     }
 }
 
@@ -198,9 +197,16 @@ fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, Stri
 
 impl Member {
     /// Opens consensus and founds or joins the ensemble; see the module contract.
-    pub async fn open(
+    pub async fn open(config: ServerConfig, peer: Option<TcpListener>) -> Result<Self, ServerError> {
+        Self::open_with_faults(config, peer, None).await
+    }
+
+    /// [`Member::open`] with links that tests cut ([`consensus::Faults`]), so that
+    /// partitions go through the real transport.
+    pub async fn open_with_faults(
         config: ServerConfig,
         peer: Option<TcpListener>,
+        faults: Option<consensus::Faults>,
     ) -> Result<Self, ServerError> {
         let peer = match peer {
             Some(listener) => listener,
@@ -226,7 +232,7 @@ impl Member {
             shared: Arc::clone(&shared),
         });
         let consensus = Consensus::open(
-            consensus_options(&shared.config, advertise.clone()),
+            consensus_options(&shared.config, advertise.clone(), faults),
             peer,
             machine,
         )

@@ -1,0 +1,200 @@
+//! Partitions of a three-member ensemble, in one process: every member is a real
+//! server on loopback sockets, and the links between members are cut with
+//! [`Faults`], which their peer transport consults on every frame and dial, so a
+//! partition looks like a broken network to consensus and to the server.
+//!
+//! A leader cut off with a minority must stop serving its clients' writes; the
+//! majority elects a new leader and keeps committing; after healing, the old
+//! leader catches up and nothing diverges.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ensemble_server::config::{ServerConfig, ServerSpec};
+use ensemble_server::consensus::Faults;
+use ensemble_server::server::{Listeners, Member};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client as zk;
+
+const OPEN: zk::CreateOptions<'static> =
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Running {
+    client_addr: String,
+    admin_port: u16,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Three members founding one ensemble, their links cut through `faults`.
+async fn start_three(faults: &Faults) -> BTreeMap<u64, Running> {
+    let mut peers = BTreeMap::new();
+    let mut clients = BTreeMap::new();
+    let mut admins = BTreeMap::new();
+    for id in 1..=3u64 {
+        peers.insert(id, TcpListener::bind("127.0.0.1:0").await.expect("peer"));
+        clients.insert(id, TcpListener::bind("127.0.0.1:0").await.expect("client"));
+        admins.insert(id, TcpListener::bind("127.0.0.1:0").await.expect("admin"));
+    }
+    let servers: BTreeMap<u64, ServerSpec> = (1..=3u64)
+        .map(|id| {
+            let peer = peers[&id].local_addr().expect("addr").port();
+            let client = clients[&id].local_addr().expect("addr").port();
+            let line = format!("127.0.0.1:{peer}:participant;127.0.0.1:{client}");
+            (id, ServerSpec::parse(&line).expect("server line"))
+        })
+        .collect();
+    let mut running = BTreeMap::new();
+    for id in 1..=3u64 {
+        let config = ServerConfig {
+            my_id: id,
+            servers: servers.clone(),
+            tick_time_ms: 200,
+            min_session_timeout_ms: 2_000,
+            max_session_timeout_ms: 20_000,
+            ..ServerConfig::default()
+        };
+        let peer = peers.remove(&id);
+        let client = clients.remove(&id).expect("client");
+        let admin = admins.remove(&id).expect("admin");
+        let client_addr = client.local_addr().expect("addr").to_string();
+        let admin_port = admin.local_addr().expect("addr").port();
+        let faults = faults.clone();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let member = Member::open_with_faults(config, peer, Some(faults))
+                .await
+                .expect("open");
+            let listeners = Listeners {
+                client,
+                admin: Some(admin),
+                peer: None,
+            };
+            member.serve(listeners, stop).await.expect("serve");
+        });
+        running.insert(
+            id,
+            Running {
+                client_addr,
+                admin_port,
+                shutdown,
+                task,
+            },
+        );
+    }
+    running
+}
+
+/// `/status` of a member, through its admin port.
+async fn status(member: &Running) -> Option<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", member.admin_port))
+        .await
+        .ok()?;
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    serde_json::from_str(body).ok()
+}
+
+/// Waits until the members in `ids` agree on a leader among themselves.
+async fn leader_of(members: &BTreeMap<u64, Running>, ids: &[u64]) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut leaders = Vec::new();
+        for id in ids {
+            leaders.push(match status(&members[id]).await {
+                Some(s) => s["leaderId"].as_u64(),
+                None => None,
+            });
+        }
+        if let Some(Some(first)) = leaders.first() {
+            if ids.contains(first) && leaders.iter().all(|l| *l == Some(*first)) {
+                return *first;
+            }
+        }
+        assert!(Instant::now() < deadline, "no agreed leader among {ids:?}: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(addr: &str) -> zk::Client {
+    tokio::time::timeout(
+        WAIT,
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(20))
+            .connect(addr),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_stops_and_the_majority_goes_on() {
+    let faults = Faults::default();
+    let members = start_three(&faults).await;
+    let all = [1, 2, 3];
+    let old = leader_of(&members, &all).await;
+    let majority: Vec<u64> = all.iter().copied().filter(|id| *id != old).collect();
+
+    let old_client = connect(&members[&old].client_addr).await;
+    old_client
+        .create("/before", b"1", &OPEN)
+        .await
+        .expect("write before the partition");
+
+    faults.isolate(old);
+    // The isolated leader's client cannot write any more: the write fails
+    // (connection loss) rather than succeeding on a minority.
+    let refused = tokio::time::timeout(WAIT, old_client.create("/minority", b"x", &OPEN))
+        .await
+        .expect("the minority answers (with an error) in time");
+    assert!(refused.is_err(), "a minority accepted a write: {refused:?}");
+
+    // The majority elects a new leader and commits.
+    let new = leader_of(&members, &majority).await;
+    assert_ne!(new, old);
+    let majority_client = connect(&members[&majority[0]].client_addr).await;
+    majority_client
+        .create("/during", b"2", &OPEN)
+        .await
+        .expect("the majority writes");
+
+    // Healed: the old leader follows, has the majority's write and not its own.
+    faults.heal();
+    let agreed = leader_of(&members, &all).await;
+    assert!(majority.contains(&agreed), "leader after healing: {agreed}");
+    let checker = connect(&members[&old].client_addr).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        checker.sync("/").await.expect("sync");
+        if checker.check_stat("/during").await.expect("exists").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old leader never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        checker.check_stat("/minority").await.expect("exists").is_none(),
+        "the minority's write must not appear"
+    );
+    assert_eq!(
+        checker.get_data("/before").await.expect("before").0,
+        b"1".to_vec()
+    );
+
+    drop((old_client, majority_client, checker));
+    for member in members.into_values() {
+        member.shutdown.cancel();
+        let _ = tokio::time::timeout(WAIT, member.task).await;
+    }
+}
