@@ -76,7 +76,7 @@
 //!
 //! # Using it from a fault test
 //!
-//! ```ignore
+//! ```
 //! use ensemble_lincheck::{Command, ErrorCode, Recorder, Reply};
 //!
 //! let recorder: Recorder<String, u64> = Recorder::new();
@@ -105,10 +105,15 @@
 //! a read then tells exactly which write it saw, which is what makes anomalies
 //! detectable.
 
+mod check;
 mod history;
 mod model;
 mod recorder;
+mod report;
+mod search;
 
+pub use check::{CheckError, CheckSummary};
 pub use history::{ClientId, Command, ErrorCode, History, Operation, Outcome, Reply, Version};
 pub use model::Register;
 pub use recorder::{PendingOperation, Recorder};
+pub use report::{Role, Violation, WindowEntry};
