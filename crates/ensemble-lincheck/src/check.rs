@@ -80,7 +80,11 @@ where
 
     fn validate(&self) -> Result<(), CheckError<K, V, T>> {
         for (index, op) in self.operations().iter().enumerate() {
-            let problem = if op.outcome.completed_at().is_some_and(|at| at < op.invoked_at) {
+            let problem = if op
+                .outcome
+                .completed_at()
+                .is_some_and(|at| at < op.invoked_at)
+            {
                 Some("it completed before it was invoked")
             } else if op
                 .outcome

@@ -76,12 +76,14 @@ impl<K: Clone, V: Clone, T: Ord + Copy> Violation<K, V, T> {
         let invoked_in_time = |local: usize| deadline.is_none_or(|at| op(local).invoked_at <= at);
 
         let mut roles: Vec<(usize, Role)> = vec![(stuck.blocked, Role::Blocked)];
-        roles.extend(
-            stuck
-                .recent
-                .iter()
-                .map(|&(local, position)| (local, Role::Linearized { step: Some(position + 1) })),
-        );
+        roles.extend(stuck.recent.iter().map(|&(local, position)| {
+            (
+                local,
+                Role::Linearized {
+                    step: Some(position + 1),
+                },
+            )
+        }));
         let mut unknown_pending = Vec::new();
         for local in (0..searched.len()).filter(|&local| invoked_in_time(local)) {
             if roles.iter().any(|&(shown, _)| shown == local) {
@@ -110,7 +112,11 @@ impl<K: Clone, V: Clone, T: Ord + Copy> Violation<K, V, T> {
         let (recent_unknown, older_unknown): (Vec<usize>, Vec<usize>) = unknown_pending
             .into_iter()
             .partition(|&local| op(local).invoked_at >= window_start);
-        roles.extend(recent_unknown.into_iter().map(|local| (local, Role::Pending)));
+        roles.extend(
+            recent_unknown
+                .into_iter()
+                .map(|local| (local, Role::Pending)),
+        );
 
         let mut window: Vec<WindowEntry<K, V, T>> = roles
             .into_iter()

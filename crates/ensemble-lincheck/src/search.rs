@@ -128,6 +128,8 @@ pub(crate) struct Stuck {
     pub state: State,
     /// How many operations were linearized at that point.
     pub linearized_count: usize,
+    /// How many of those were unknown operations.
+    unknown_applied: usize,
     /// The last operations linearized, oldest first, with their 0-based positions in the
     /// linearization.
     pub recent: Vec<(usize, usize)>,
@@ -217,7 +219,12 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
                     continue;
                 }
             } else {
-                if furthest.as_ref().is_none_or(|(at, _)| cursor > *at) {
+                // Furthest in time wins; at the same point, the order that applied fewer
+                // unknown operations, which is the easier story to read.
+                let unknown_applied = stack.len() - (problem.known_count - known_left);
+                if furthest.as_ref().is_none_or(|(at, best)| {
+                    cursor > *at || (cursor == *at && unknown_applied < best.unknown_applied)
+                }) {
                     let recent = stack
                         .iter()
                         .enumerate()
@@ -228,6 +235,7 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
                         blocked: index,
                         state,
                         linearized_count: stack.len(),
+                        unknown_applied,
                         recent,
                         linearized: linearized.clone(),
                     };
@@ -249,11 +257,9 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
                         blocked: 0,
                         state: problem.initial,
                         linearized_count: 0,
+                        unknown_applied: 0,
                         recent: Vec::new(),
-                        linearized: LinearizedSet::new(
-                            problem.known_count,
-                            problem.unknown_count,
-                        ),
+                        linearized: LinearizedSet::new(problem.known_count, problem.unknown_count),
                     })),
                 };
             };
