@@ -145,7 +145,7 @@ where
         })
         .collect();
     let initial_state = values.intern_register(initial);
-    let problem = KeyProblem::new(timed, initial_state);
+    let problem = KeyProblem::new(timed, initial_state, values.values.len());
     match search::search(&problem) {
         Verdict::Linearizable { configurations } => Ok(configurations),
         Verdict::NotLinearizable(stuck) => Err(Violation::explain(

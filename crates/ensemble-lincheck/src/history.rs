@@ -87,14 +87,17 @@ impl<V> Command<V> {
     /// node's state: a read is never answered `Created`, a create never `BadVersion`.
     pub fn can_reply<R>(&self, result: Result<&Reply<R>, ErrorCode>) -> bool {
         use ErrorCode::*;
-        match (self, result) {
-            (Command::Read, Ok(Reply::Data { .. }) | Err(NoNode)) => true,
-            (Command::Write(_), Ok(Reply::Stat { .. }) | Err(NoNode)) => true,
-            (Command::Cas { .. }, Ok(Reply::Stat { .. }) | Err(NoNode | BadVersion)) => true,
-            (Command::Create(_), Ok(Reply::Created) | Err(NodeExists)) => true,
-            (Command::Delete, Ok(Reply::Deleted) | Err(NoNode)) => true,
-            _ => false,
-        }
+        matches!(
+            (self, result),
+            (Command::Read, Ok(Reply::Data { .. }) | Err(NoNode))
+                | (Command::Write(_), Ok(Reply::Stat { .. }) | Err(NoNode))
+                | (
+                    Command::Cas { .. },
+                    Ok(Reply::Stat { .. }) | Err(NoNode | BadVersion)
+                )
+                | (Command::Create(_), Ok(Reply::Created) | Err(NodeExists))
+                | (Command::Delete, Ok(Reply::Deleted) | Err(NoNode))
+        )
     }
 
     /// Whether the command can change the node (false only for reads).

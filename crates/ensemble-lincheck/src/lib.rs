@@ -62,17 +62,21 @@
 //! order; the search linearizes a pending operation whose reply the register model
 //! confirms, or, on meeting the completion of an operation it has not linearized,
 //! backtracks. Each configuration visited (which operations are linearized, and the
-//! register's state) is remembered, so none is explored twice. Two further prunings,
-//! both exact: an operation that leaves the register unchanged (a read, a refusal) is
-//! never postponed once it fits, and an `Unknown` operation is never applied where it
-//! would change nothing.
+//! register's state) is remembered, so none is explored twice. Three further
+//! prunings, all exact: an operation that fits and leaves the register unchanged (a
+//! read, a refusal) is never postponed; an `Unknown` operation is never applied where
+//! it would change nothing; and of `Unknown` operations with the same effect up to
+//! values no read returned (say two lost `Write`s of never-read values), only the
+//! earliest pending one is tried, the others being interchangeable. Likewise, values
+//! no read returned are all alike in the memo.
 //!
 //! The worst case is exponential in the number of operations pending at once on one
 //! key (linearizability checking is NP-complete). In practice the cost is about
-//! linear in the history for bounded per-key concurrency: 20 000 operations by 16
-//! clients over 50 keys take well under a second in release. What grows the search is
-//! many `Unknown` writes on one key (each may apply anywhere after its invocation):
-//! spread the load over keys, and prefer a few thousand operations per hot key.
+//! linear in the history for bounded per-key concurrency. Measured (release, 16
+//! clients, 20 000 operations, 1% without reply): over 50 keys 20 ms, over 4 keys
+//! 25 ms, all on one key (200 unknown) 0.6 s, and with 5% unknown on one key 2 s; a
+//! debug build is about ten times slower. What grows the search is many `Unknown`
+//! mutations pending on one key: spread the load over keys.
 //!
 //! # Using it from a fault test
 //!

@@ -5,7 +5,7 @@
 //! is two words and a configuration hashes fast. Knows nothing of keys, times or
 //! reports: [`crate::check`] prepares a [`KeyProblem`] and explains a [`Stuck`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use foldhash::fast::FixedState;
 
@@ -25,6 +25,9 @@ pub(crate) struct SearchOp {
     /// Its bit in the linearized set: known and unknown operations are numbered apart,
     /// so unknown operations that are never applied do not keep the known prefix open.
     slot: Slot,
+    /// For an unknown operation: its class of interchangeable unknown operations, and
+    /// its rank there in invocation order.
+    class: Option<(usize, usize)>,
     call_event: usize,
     return_event: Option<usize>,
 }
@@ -50,6 +53,10 @@ pub(crate) struct KeyProblem {
     initial: State,
     known_count: usize,
     unknown_count: usize,
+    /// Members of each class of unknown operations, in invocation order.
+    classes: Vec<Vec<usize>>,
+    /// Which values some read returned; the others are indistinguishable.
+    value_is_read: Vec<bool>,
 }
 
 /// The input to [`KeyProblem::new`]: an operation and its times.
@@ -63,8 +70,25 @@ pub(crate) struct TimedOp<T> {
 
 impl KeyProblem {
     /// `ops` must be sorted by invocation time; `completed_at` is `Some` exactly when
-    /// `observed` is.
-    pub fn new<T: Ord + Copy>(ops: Vec<TimedOp<T>>, initial: State) -> Self {
+    /// `observed` is. Values are numbered `0..value_count`.
+    pub fn new<T: Ord + Copy>(ops: Vec<TimedOp<T>>, initial: State, value_count: usize) -> Self {
+        let mut value_is_read = vec![false; value_count];
+        for op in &ops {
+            if let Some(Ok(Reply::Data { value, .. })) = op.observed {
+                value_is_read[value as usize] = true;
+            }
+        }
+        // Unknown operations with the same effect, up to values no read returned, are
+        // interchangeable: `Write(x)` and `Write(y)` when neither x nor y was ever read.
+        let mut classes: Vec<Vec<usize>> = Vec::new();
+        let mut class_of: HashMap<Command<ValueId>, usize> = HashMap::new();
+        let canonical = |value: ValueId| {
+            if value_is_read[value as usize] {
+                value
+            } else {
+                UNREAD_VALUE
+            }
+        };
         let mut timeline: Vec<(T, bool, usize)> = Vec::with_capacity(2 * ops.len());
         let (mut known_count, mut unknown_count) = (0, 0);
         let mut search_ops: Vec<SearchOp> = ops
@@ -83,10 +107,31 @@ impl KeyProblem {
                         Slot::Unknown(unknown_count - 1)
                     }
                 };
+                let class = op.completed_at.is_none().then(|| {
+                    let effect = match &op.command {
+                        Command::Write(value) => Command::Write(canonical(*value)),
+                        Command::Cas {
+                            expected_version,
+                            value,
+                        } => Command::Cas {
+                            expected_version: *expected_version,
+                            value: canonical(*value),
+                        },
+                        Command::Create(value) => Command::Create(canonical(*value)),
+                        other => other.clone(),
+                    };
+                    let class = *class_of.entry(effect).or_insert_with(|| {
+                        classes.push(Vec::new());
+                        classes.len() - 1
+                    });
+                    classes[class].push(index);
+                    (class, classes[class].len() - 1)
+                });
                 SearchOp {
                     command: op.command.clone(),
                     observed: op.observed,
                     slot,
+                    class,
                     call_event: 0,
                     return_event: None,
                 }
@@ -115,9 +160,27 @@ impl KeyProblem {
             initial,
             known_count,
             unknown_count,
+            classes,
+            value_is_read,
+        }
+    }
+
+    /// The state as the memo sees it: values no read returned are all alike.
+    fn canonical(&self, state: State) -> State {
+        match state {
+            Register::Present { value, version } if !self.value_is_read[value as usize] => {
+                Register::Present {
+                    value: UNREAD_VALUE,
+                    version,
+                }
+            }
+            state => state,
         }
     }
 }
+
+/// Stands for every value that no read returned, in memo keys and classes.
+const UNREAD_VALUE: ValueId = ValueId::MAX - 1;
 
 /// The search found no linearization. Describes the configuration that got furthest
 /// in time: the operation whose completion it could not pass, and how it got there.
@@ -167,6 +230,8 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
     let mut state = problem.initial;
     let mut known_left = problem.known_count;
     let mut furthest: Option<(usize, Stuck)> = None;
+    // Per class of unknown operations, the rank of its first member not linearized.
+    let mut class_first_pending = vec![0; problem.classes.len()];
     let mut cursor = list.first();
 
     loop {
@@ -182,6 +247,16 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
         if !dead_end {
             let Event { op: index, is_call } = events[cursor];
             let op = &ops[index];
+            // Of interchangeable unknown operations, only the earliest pending one is
+            // tried: it sits earlier in the list, was tried from this configuration
+            // already, and trying another would lead to the same outcome.
+            let interchangeable_tried = op
+                .class
+                .is_some_and(|(class, rank)| class_first_pending[class] != rank);
+            if is_call && interchangeable_tried {
+                cursor = list.next(cursor);
+                continue;
+            }
             if is_call {
                 let (next_state, reply) = state.apply(&op.command);
                 let unchanged = next_state == state;
@@ -194,7 +269,7 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
                 if fits {
                     linearized.insert(op.slot);
                     key.clear();
-                    linearized.write_key(next_state, &mut key);
+                    linearized.write_key(problem.canonical(next_state), &mut key);
                     if !visited.contains(key.as_slice()) {
                         visited.insert(key.as_slice().into());
                         stack.push(Frame {
@@ -205,6 +280,15 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
                         list.lift(op);
                         if op.observed.is_some() {
                             known_left -= 1;
+                        }
+                        if let Some((class, _)) = op.class {
+                            let members = &problem.classes[class];
+                            let first = &mut class_first_pending[class];
+                            while *first < members.len()
+                                && linearized.contains(ops[members[*first]].slot)
+                            {
+                                *first += 1;
+                            }
                         }
                         cursor = list.first();
                         continue;
@@ -270,6 +354,9 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
             linearized.remove(op.slot);
             if op.observed.is_some() {
                 known_left += 1;
+            }
+            if let Some((class, rank)) = op.class {
+                class_first_pending[class] = class_first_pending[class].min(rank);
             }
             // A known operation that fits and leaves the state unchanged (a read, a
             // refusal) never needs postponing: in any linearization from here, moving it

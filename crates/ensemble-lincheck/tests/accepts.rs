@@ -161,7 +161,11 @@ fn workloads() -> impl Strategy<Value = (u64, Workload)> {
 
 proptest! {
     // Failures print their minimal inputs; nothing is persisted.
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn simulated_linearizable_histories_are_accepted((seed, workload) in workloads()) {

@@ -155,7 +155,11 @@ fn corrupt(history: &TestHistory, rng: &mut StdRng) -> TestHistory {
 
 proptest! {
     // Failures print their minimal inputs; nothing is persisted.
-    #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn agrees_with_brute_force(
@@ -172,7 +176,14 @@ proptest! {
         }
         let expected = linearizable_by_brute_force(history.operations());
         let verdict = history.check();
-        prop_assert_eq!(verdict.is_ok(), expected, "{:#?}\n{:?}", history.operations(), verdict.err().map(|e| e.to_string()));
+        let report = verdict.as_ref().err().map(|error| error.to_string());
+        prop_assert_eq!(
+            verdict.is_ok(),
+            expected,
+            "{:#?}\n{:?}",
+            history.operations(),
+            report
+        );
     }
 }
 

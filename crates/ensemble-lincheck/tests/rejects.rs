@@ -205,7 +205,11 @@ fn noise() -> impl Strategy<Value = (u64, Workload)> {
 
 proptest! {
     // Failures print their minimal inputs; nothing is persisted.
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn injected_anomalies_are_always_rejected(
