@@ -10,6 +10,10 @@ use crate::model::Register;
 use crate::report::Violation;
 use crate::search::{self, KeyProblem, TimedOp, ValueId, Verdict};
 
+/// How many configurations [`History::check`] visits on one key before giving up:
+/// a few seconds in release, in the worst case.
+pub const DEFAULT_BUDGET: usize = 4_000_000;
+
 /// What a successful check covered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckSummary {
@@ -51,6 +55,18 @@ where
         &self,
         initial: impl Fn(&K) -> Register<V>,
     ) -> Result<CheckSummary, CheckError<K, V, T>> {
+        self.check_within(initial, DEFAULT_BUDGET)
+    }
+
+    /// Like [`check_from`](Self::check_from), giving up on a key after visiting
+    /// `budget` configurations: that key is then reported as a [`Violation`] with
+    /// `exhaustive: false`, at the furthest point reached, since a fault test cannot
+    /// pass on a history it could not decide.
+    pub fn check_within(
+        &self,
+        initial: impl Fn(&K) -> Register<V>,
+        budget: usize,
+    ) -> Result<CheckSummary, CheckError<K, V, T>> {
         self.validate()?;
         let mut by_key: BTreeMap<&K, Vec<usize>> = BTreeMap::new();
         for (index, op) in self.operations().iter().enumerate() {
@@ -62,7 +78,7 @@ where
         for (key, mut indices) in by_key {
             indices.sort_by_key(|&index| (self.operations()[index].invoked_at, index));
             let initial = initial(key);
-            match check_key(self.operations(), &indices, &initial) {
+            match check_key(self.operations(), &indices, &initial, budget) {
                 Ok(visited) => configurations += visited,
                 Err(violation) => violations.push(violation),
             }
@@ -113,6 +129,7 @@ fn check_key<K, V, T>(
     operations: &[Operation<K, V, T>],
     indices: &[usize],
     initial: &Register<V>,
+    budget: usize,
 ) -> Result<usize, Violation<K, V, T>>
 where
     K: Clone + Debug,
@@ -146,9 +163,10 @@ where
         .collect();
     let initial_state = values.intern_register(initial);
     let problem = KeyProblem::new(timed, initial_state, values.values.len());
-    match search::search(&problem) {
+    match search::search(&problem, budget) {
         Verdict::Linearizable { configurations } => Ok(configurations),
-        Verdict::NotLinearizable(stuck) => Err(Violation::explain(
+        Verdict::NotLinearizable { stuck, exhaustive } => Err(Violation::explain(
+            exhaustive,
             operations,
             &searched,
             indices.len(),

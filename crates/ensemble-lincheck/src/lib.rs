@@ -78,6 +78,12 @@
 //! debug build is about ten times slower. What grows the search is many `Unknown`
 //! mutations pending on one key: spread the load over keys.
 //!
+//! Rejecting is costlier than accepting: every order of the prefix must be ruled out.
+//! So each key's search stops after [`DEFAULT_BUDGET`] configurations (a few seconds;
+//! [`History::check_within`] sets another), and the key is then reported as a
+//! [`Violation`] with `exhaustive: false`: undecided, never silently accepted. The
+//! report still points at the furthest point reached, in practice the anomaly.
+//!
 //! # Using it from a fault test
 //!
 //! ```
@@ -116,7 +122,7 @@ mod recorder;
 mod report;
 mod search;
 
-pub use check::{CheckError, CheckSummary};
+pub use check::{CheckError, CheckSummary, DEFAULT_BUDGET};
 pub use history::{ClientId, Command, ErrorCode, History, Operation, Outcome, Reply, Version};
 pub use model::Register;
 pub use recorder::{PendingOperation, Recorder};

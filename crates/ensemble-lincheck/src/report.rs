@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Debug};
 
-use crate::history::{ErrorCode, Operation, Outcome, Reply};
+use crate::history::{ErrorCode, Operation, Reply};
 use crate::model::Register;
 use crate::search::{KeyProblem, Stuck, ValueId};
 
@@ -16,6 +16,11 @@ use crate::search::{KeyProblem, Stuck, ValueId};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation<K, V, T> {
     pub key: K,
+    /// False when the search gave up (see [`History::check_within`]): the key may
+    /// still be linearizable, and this is the furthest the search got.
+    ///
+    /// [`History::check_within`]: crate::History::check_within
+    pub exhaustive: bool,
     /// Index in the history of the operation whose completion could not be passed.
     pub blocked: usize,
     pub operations_on_key: usize,
@@ -27,7 +32,7 @@ pub struct Violation<K, V, T> {
     pub expected: Result<Reply<V>, ErrorCode>,
     /// The conflicting operations, by invocation time.
     pub window: Vec<WindowEntry<K, V, T>>,
-    /// Unknown operations pending since before the window, left out of it.
+    /// Operations without reply invoked before the window (placed or not), left out.
     pub older_unknown: usize,
 }
 
@@ -54,6 +59,7 @@ impl<K: Clone, V: Clone, T: Ord + Copy> Violation<K, V, T> {
     /// `searched[i]` is the history index of the problem's operation `i`;
     /// `value_of` resolves interned values.
     pub(crate) fn explain(
+        exhaustive: bool,
         operations: &[Operation<K, V, T>],
         searched: &[usize],
         operations_on_key: usize,
@@ -84,24 +90,24 @@ impl<K: Clone, V: Clone, T: Ord + Copy> Violation<K, V, T> {
                 },
             )
         }));
-        let mut unknown_pending = Vec::new();
+        // Operations without reply stay pending (or placed) from their invocation on;
+        // only those invoked within the window are shown.
+        let mut unknown_others = Vec::new();
         for local in (0..searched.len()).filter(|&local| invoked_in_time(local)) {
             if roles.iter().any(|&(shown, _)| shown == local) {
                 continue;
             }
             let linearized = stuck.is_linearized(problem, local);
-            let known = !matches!(op(local).outcome, Outcome::Unknown);
-            let concurrent_with_blocked = op(local)
-                .outcome
-                .completed_at()
-                .is_none_or(|at| at >= blocked.invoked_at);
-            match (linearized, known) {
-                (false, true) => roles.push((local, Role::Pending)),
-                (false, false) => unknown_pending.push(local),
-                (true, _) if concurrent_with_blocked => {
-                    roles.push((local, Role::Linearized { step: None }))
-                }
-                (true, _) => {}
+            let role = if linearized {
+                Role::Linearized { step: None }
+            } else {
+                Role::Pending
+            };
+            match op(local).outcome.completed_at() {
+                None => unknown_others.push((local, role)),
+                // Placed and done before the blocked operation began: not in conflict.
+                Some(at) if linearized && at < blocked.invoked_at => {}
+                Some(_) => roles.push((local, role)),
             }
         }
         let window_start = roles
@@ -109,14 +115,10 @@ impl<K: Clone, V: Clone, T: Ord + Copy> Violation<K, V, T> {
             .map(|&(local, _)| op(local).invoked_at)
             .min()
             .unwrap_or(blocked.invoked_at);
-        let (recent_unknown, older_unknown): (Vec<usize>, Vec<usize>) = unknown_pending
+        let (recent_unknown, older_unknown): (Vec<_>, Vec<_>) = unknown_others
             .into_iter()
-            .partition(|&local| op(local).invoked_at >= window_start);
-        roles.extend(
-            recent_unknown
-                .into_iter()
-                .map(|local| (local, Role::Pending)),
-        );
+            .partition(|&(local, _)| op(local).invoked_at >= window_start);
+        roles.extend(recent_unknown);
 
         let mut window: Vec<WindowEntry<K, V, T>> = roles
             .into_iter()
@@ -129,6 +131,7 @@ impl<K: Clone, V: Clone, T: Ord + Copy> Violation<K, V, T> {
         window.sort_by_key(|entry| (entry.operation.invoked_at, entry.index));
         Violation {
             key: blocked.key.clone(),
+            exhaustive,
             blocked: searched[stuck.blocked],
             operations_on_key,
             linearized_count: stuck.linearized_count,
@@ -147,11 +150,20 @@ impl<K: Debug, V: Debug, T: Debug + Copy> fmt::Display for Violation<K, V, T> {
             .iter()
             .find(|entry| entry.role == Role::Blocked)
             .map(|entry| &entry.operation);
-        writeln!(
-            f,
-            "key {:?}: no order of its {} operations explains #{}.",
-            self.key, self.operations_on_key, self.blocked
-        )?;
+        if self.exhaustive {
+            writeln!(
+                f,
+                "key {:?}: no order of its {} operations explains #{}.",
+                self.key, self.operations_on_key, self.blocked
+            )?;
+        } else {
+            writeln!(
+                f,
+                "key {:?}: undecided, the search gave up; no order of its {} operations \
+                 that it tried explains #{}.",
+                self.key, self.operations_on_key, self.blocked
+            )?;
+        }
         write!(
             f,
             "The furthest partial order placed {} of them and left the register {}",
@@ -185,7 +197,7 @@ impl<K: Debug, V: Debug, T: Debug + Copy> fmt::Display for Violation<K, V, T> {
         if self.older_unknown > 0 {
             writeln!(
                 f,
-                "  ({} older operations without reply were pending too, unplaced)",
+                "  ({} earlier operations without reply are not shown)",
                 self.older_unknown
             )?;
         }

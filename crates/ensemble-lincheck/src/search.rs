@@ -206,8 +206,15 @@ impl Stuck {
 }
 
 pub(crate) enum Verdict {
-    Linearizable { configurations: usize },
-    NotLinearizable(Box<Stuck>),
+    Linearizable {
+        configurations: usize,
+    },
+    /// `exhaustive` is false when the budget ran out first: then the history may
+    /// still be linearizable, and `stuck` is the furthest the search got.
+    NotLinearizable {
+        stuck: Box<Stuck>,
+        exhaustive: bool,
+    },
 }
 
 /// How many of the last linearized operations a [`Stuck`] keeps.
@@ -219,7 +226,9 @@ struct Frame {
     state_before: State,
 }
 
-pub(crate) fn search(problem: &KeyProblem) -> Verdict {
+/// Searches until a linearization is found, none can be, or `budget` configurations
+/// were visited.
+pub(crate) fn search(problem: &KeyProblem, budget: usize) -> Verdict {
     let ops = &problem.ops;
     let events = &problem.events;
     let mut list = EventList::new(events.len());
@@ -270,6 +279,14 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
                     linearized.insert(op.slot);
                     key.clear();
                     linearized.write_key(problem.canonical(next_state), &mut key);
+                    if visited.len() >= budget {
+                        if let Some((_, stuck)) = furthest {
+                            return Verdict::NotLinearizable {
+                                stuck: Box::new(stuck),
+                                exhaustive: false,
+                            };
+                        }
+                    }
                     if !visited.contains(key.as_slice()) {
                         visited.insert(key.as_slice().into());
                         stack.push(Frame {
@@ -334,17 +351,26 @@ pub(crate) fn search(problem: &KeyProblem) -> Verdict {
         loop {
             let Some(frame) = stack.pop() else {
                 return match furthest {
-                    Some((_, stuck)) => Verdict::NotLinearizable(Box::new(stuck)),
+                    Some((_, stuck)) => Verdict::NotLinearizable {
+                        stuck: Box::new(stuck),
+                        exhaustive: true,
+                    },
                     // Unreachable: failing needs a dead end, and a dead end records
                     // itself. Report the first operation rather than panic.
-                    None => Verdict::NotLinearizable(Box::new(Stuck {
-                        blocked: 0,
-                        state: problem.initial,
-                        linearized_count: 0,
-                        unknown_applied: 0,
-                        recent: Vec::new(),
-                        linearized: LinearizedSet::new(problem.known_count, problem.unknown_count),
-                    })),
+                    None => Verdict::NotLinearizable {
+                        exhaustive: true,
+                        stuck: Box::new(Stuck {
+                            blocked: 0,
+                            state: problem.initial,
+                            linearized_count: 0,
+                            unknown_applied: 0,
+                            recent: Vec::new(),
+                            linearized: LinearizedSet::new(
+                                problem.known_count,
+                                problem.unknown_count,
+                            ),
+                        }),
+                    },
                 };
             };
             let op = &ops[frame.op];
