@@ -20,10 +20,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber; the level comes from `RUST_LOG` (default `info`).
+/// Installs the global tracing subscriber; the level comes from `RUST_LOG` (default `info`,
+/// with openraft's own per-election and per-membership chatter at `warn`).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

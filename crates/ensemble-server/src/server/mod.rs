@@ -438,7 +438,11 @@ async fn follow_consensus(
                     state.session_tick(role);
                 }
             }
-            _ = check.tick() => {}
+            _ = check.tick() => {
+                if status.borrow().role == Role::Leader {
+                    lock(&shared.state).ensure_secret();
+                }
+            }
         }
         let (leader, role) = {
             let status = status.borrow();

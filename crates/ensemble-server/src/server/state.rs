@@ -580,24 +580,17 @@ impl State {
     }
 
     /// The session tick: the leader expires overdue sessions (after giving every
-    /// session a full timeout when it has just become leader, and making sure the
-    /// ensemble has a secret); other members keep every session alive, since the
+    /// session a full timeout when it has just become leader) and makes sure the
+    /// ensemble has a secret; other members keep every session alive, since the
     /// leader decides.
     pub fn session_tick(&mut self, role: Role) {
         let now = self.now_ms();
         let leading = role == Role::Leader;
         if leading && !self.leading {
             self.sessions.refresh_all(now);
-            if self.tree.secret().is_none() {
-                let secret: [u8; 32] = rand::random();
-                self.propose(
-                    Origin::system(),
-                    Txn::SetSecret {
-                        secret: secret.to_vec(),
-                    },
-                    None,
-                );
-            }
+        }
+        if leading {
+            self.ensure_secret();
         }
         self.leading = leading;
         if !leading {
@@ -624,6 +617,22 @@ impl State {
             }
             self.propose(Origin::system(), txn, None);
         }
+    }
+
+    /// On the leader: proposes the ensemble's secret while none is applied (a lost
+    /// proposal is simply made again; the first one applied wins).
+    pub fn ensure_secret(&mut self) {
+        if self.tree.secret().is_some() {
+            return;
+        }
+        let secret: [u8; 32] = rand::random();
+        self.propose(
+            Origin::system(),
+            Txn::SetSecret {
+                secret: secret.to_vec(),
+            },
+            None,
+        );
     }
 
     /// Deletes empty containers and expired TTL nodes (ZooKeeper's ContainerManager);
