@@ -48,12 +48,28 @@ impl TestServer {
             peer: None,
         };
         let task = tokio::spawn(server::run(listeners, config, shutdown.clone()));
-        Self {
+        let server = Self {
             client_addr,
             admin_addr,
             shutdown,
             task,
-        }
+        };
+        // As a Kubernetes probe would: the member serves once it is ready.
+        within(async {
+            while server.get("/readyz").await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        server
+    }
+
+    /// The last applied zxid, from `/status`: the base the tests count from (a
+    /// member's own first entries, such as the ensemble's secret, come before).
+    async fn applied(&self) -> u64 {
+        self.status().await["appliedIndex"]
+            .as_u64()
+            .expect("appliedIndex")
     }
 
     async fn client(&self) -> zk::Client {
@@ -162,6 +178,7 @@ async fn ruok_isro_and_the_whitelist() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srvr_and_stat_report_zookeepers_fields() {
     let server = TestServer::start(all_words()).await;
+    let base = server.applied().await;
     let client = server.client().await;
     client.create("/a", b"", &OPEN).await.expect("create");
     client.create("/a/b", b"", &OPEN).await.expect("create");
@@ -200,7 +217,7 @@ async fn srvr_and_stat_report_zookeepers_fields() {
         server.word("cons").await
     );
     // Session creation and the two creates.
-    assert_eq!(value(&pairs, "Zxid"), "0x3");
+    assert_eq!(value(&pairs, "Zxid"), format!("0x{:x}", base + 3));
     let received: u64 = value(&pairs, "Received").parse().expect("number");
     let sent: u64 = value(&pairs, "Sent").parse().expect("number");
     // connect + 2 creates (+ pings), and as many replies; plus this word.
@@ -237,6 +254,7 @@ async fn srvr_and_stat_report_zookeepers_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cons_lists_the_connected_client() {
     let server = TestServer::start(all_words()).await;
+    let base = server.applied().await;
     let client = server.client().await;
     client.create("/c", b"x", &OPEN).await.expect("create");
     client.get_data("/c").await.expect("get");
@@ -277,7 +295,7 @@ async fn cons_lists_the_connected_client() {
     assert_eq!(field("to"), "10000");
     // The last operation may be a ping, but the last real request was the getData.
     assert!(["GETD", "PING"].contains(&field("lop")), "{session_line}");
-    assert_eq!(field("lzxid"), "0x2");
+    assert_eq!(field("lzxid"), format!("0x{:x}", base + 2));
     assert!(field("est").parse::<i64>().expect("ms") > 1_600_000_000_000);
     // This word's connection has no session: the brief form.
     assert!(lines
@@ -407,16 +425,16 @@ async fn conf_envi_and_dirs() {
         server.client_addr.port().to_string()
     );
     assert_eq!(PathBuf::from(value(&pairs, "dataDir")), dir);
-    // 102 bytes written here, plus the member's own: a 32-byte secret, an empty
-    // LOCK and the 16-byte header of a fresh log file.
-    assert_eq!(value(&pairs, "dataDirSize"), "150");
+    // Every byte under the directory: the files written here and the member's own.
+    assert_eq!(value(&pairs, "dataDirSize"), dir_size(&dir).to_string());
     assert_eq!(value(&pairs, "tickTime"), "2000");
     assert_eq!(value(&pairs, "minSessionTimeout"), "4000");
     assert_eq!(value(&pairs, "maxSessionTimeout"), "40000");
 
+    let size = dir_size(&dir);
     assert_eq!(
         server.word("dirs").await,
-        "datadir_size: 150\nlogdir_size: 150\n"
+        format!("datadir_size: {size}\nlogdir_size: {size}\n")
     );
 
     let envi = server.word("envi").await;
@@ -460,15 +478,16 @@ async fn probes_and_status() {
         ("id", 1),
         ("leaderId", 1),
         ("term", 1),
-        ("membershipVersion", 1),
-        ("commitIndex", 0),
-        ("appliedIndex", 0),
+        // The founding membership is the log's first entry.
+        ("membershipVersion", 0),
         ("sessions", 0),
         ("znodes", SYSTEM_NODES as i64),
     ] {
         assert_eq!(before[key], expected, "{key} in {before}");
     }
     assert_eq!(before["role"], "leader");
+    let base = before["appliedIndex"].as_u64().expect("appliedIndex");
+    assert_eq!(before["commitIndex"], base, "{before}");
     assert_eq!(before["mode"], "standalone");
     assert_eq!(before["members"][0]["id"], 1);
     assert_eq!(before["members"][0]["role"], "leader");
@@ -477,8 +496,8 @@ async fn probes_and_status() {
     client.create("/s", b"", &OPEN).await.expect("create");
     let after = server.status().await;
     // Session creation and the create.
-    assert_eq!(after["commitIndex"], 2);
-    assert_eq!(after["appliedIndex"], 2);
+    assert_eq!(after["commitIndex"], base + 2);
+    assert_eq!(after["appliedIndex"], base + 2);
     assert_eq!(after["sessions"], 1);
     assert_eq!(after["connections"], 1);
     assert_eq!(after["znodes"], SYSTEM_NODES as i64 + 1);
@@ -512,6 +531,7 @@ async fn metrics_move_with_the_data() {
         SYSTEM_NODES as f64
     );
 
+    let base = server.applied().await as f64;
     let client = server.client().await;
     // The client creates with create2.
     client.create("/x", b"", &OPEN).await.expect("create");
@@ -532,7 +552,7 @@ async fn metrics_move_with_the_data() {
     assert_eq!(server.metric("ensemble_ephemerals_count").await, 1.0);
     assert_eq!(server.metric("ensemble_watch_count").await, 1.0);
     assert_eq!(server.metric("ensemble_session_count").await, 1.0);
-    assert_eq!(server.metric("ensemble_last_zxid").await, 3.0);
+    assert_eq!(server.metric("ensemble_last_zxid").await, base + 3.0);
     assert_eq!(
         server
             .metric(r#"ensemble_requests_total{op="create2",result="ok"}"#)
@@ -556,4 +576,20 @@ async fn metrics_move_with_the_data() {
 
     drop(client);
     server.stop().await;
+}
+
+/// Bytes of every file under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

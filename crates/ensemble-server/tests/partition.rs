@@ -121,7 +121,10 @@ async fn leader_of(members: &BTreeMap<u64, Running>, ids: &[u64]) -> u64 {
                 return *first;
             }
         }
-        assert!(Instant::now() < deadline, "no agreed leader among {ids:?}: {leaders:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader among {ids:?}: {leaders:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -177,14 +180,23 @@ async fn a_partitioned_leader_stops_and_the_majority_goes_on() {
     let deadline = Instant::now() + WAIT;
     loop {
         checker.sync("/").await.expect("sync");
-        if checker.check_stat("/during").await.expect("exists").is_some() {
+        if checker
+            .check_stat("/during")
+            .await
+            .expect("exists")
+            .is_some()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the old leader never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        checker.check_stat("/minority").await.expect("exists").is_none(),
+        checker
+            .check_stat("/minority")
+            .await
+            .expect("exists")
+            .is_none(),
         "the minority's write must not appear"
     );
     assert_eq!(

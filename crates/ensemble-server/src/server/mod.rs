@@ -197,7 +197,10 @@ fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, Stri
 
 impl Member {
     /// Opens consensus and founds or joins the ensemble; see the module contract.
-    pub async fn open(config: ServerConfig, peer: Option<TcpListener>) -> Result<Self, ServerError> {
+    pub async fn open(
+        config: ServerConfig,
+        peer: Option<TcpListener>,
+    ) -> Result<Self, ServerError> {
         Self::open_with_faults(config, peer, None).await
     }
 
