@@ -95,11 +95,11 @@ impl LogStore {
     pub(crate) fn open(dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let lock_path = dir.join("LOCK");
-        let lock_file = File::create(&lock_path)
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-        lock_file.try_lock().map_err(|e| {
-            format!("{} is locked by another process ({e})", lock_path.display())
-        })?;
+        let lock_file =
+            File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock_file
+            .try_lock()
+            .map_err(|e| format!("{} is locked by another process ({e})", lock_path.display()))?;
 
         let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
             let path = dir.join(name);
@@ -119,7 +119,12 @@ impl LogStore {
 
         let disk = Disk::recover(dir, &mut mem)?;
         // A commit index is persisted only behind its entries; clamp all the same.
-        let last = mem.entries.values().next_back().map(|e| e.log_id).or(mem.purged);
+        let last = mem
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(mem.purged);
         if mem.committed > last {
             mem.committed = last;
         }
@@ -141,13 +146,27 @@ impl LogStore {
 
     /// Stops the writer (after it has finished its queue) and releases the lock.
     pub(crate) fn close(&self) {
-        let sender = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let sender = self
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         drop(sender);
-        let thread = self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self
+            .shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
-        self.shared.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.shared
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     fn send(&self, op: Op) -> io::Result<()> {
@@ -161,7 +180,11 @@ impl LogStore {
     }
 
     fn is_durable(&self) -> bool {
-        self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     async fn request(&self, make: impl FnOnce(Reply) -> Op) -> io::Result<()> {
@@ -194,7 +217,12 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         let mem = lock(&self.shared.mem);
-        let last = mem.entries.values().next_back().map(|e| e.log_id).or(mem.purged);
+        let last = mem
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id)
+            .or(mem.purged);
         Ok(LogState {
             last_purged_log_id: mem.purged,
             last_log_id: last,
@@ -395,7 +423,12 @@ impl Disk {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         file.set_len(offset as u64)
             .and_then(|_| file.sync_all())
-            .map_err(|e| format!("{}: cutting the torn tail at offset {offset}: {e}", path.display()))
+            .map_err(|e| {
+                format!(
+                    "{}: cutting the torn tail at offset {offset}: {e}",
+                    path.display()
+                )
+            })
     }
 
     fn run(mut self, rx: mpsc::Receiver<Op>) {
@@ -434,7 +467,10 @@ impl Disk {
     }
 
     fn write_file(&self, name: &str, body: &[u8]) -> io::Result<()> {
-        write_atomic(&self.dir.join(name), &frame_record(&encode(&body.to_vec())?))
+        write_atomic(
+            &self.dir.join(name),
+            &frame_record(&encode(&body.to_vec())?),
+        )
     }
 
     fn write_committed(&mut self, committed: &mut Option<Option<LogId>>) {
@@ -482,7 +518,8 @@ impl Disk {
             self.segments.insert(self.active_seq, None);
         }
         self.active.write_all(record)?;
-        self.offsets.insert(index, (self.active_seq, self.active_len));
+        self.offsets
+            .insert(index, (self.active_seq, self.active_len));
         self.active_len += record.len() as u64;
         let range = self.segments.entry(self.active_seq).or_insert(None);
         *range = Some((range.map_or(index, |r| r.0), index));
@@ -507,7 +544,11 @@ impl Disk {
         self.active_seq = seq;
         self.active_len = offset;
         let _removed = self.offsets.split_off(&from);
-        let first = self.offsets.range(..from).rev().find(|(_, (s, _))| *s == seq);
+        let first = self
+            .offsets
+            .range(..from)
+            .rev()
+            .find(|(_, (s, _))| *s == seq);
         let range = first.map(|_| {
             let start = self
                 .offsets

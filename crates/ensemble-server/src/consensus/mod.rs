@@ -200,7 +200,9 @@ pub enum ConsensusError {
 
 /// A proposal named a generation older than the current one; see the module contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("proposal from generation {proposed} refused: the path to the leader broke (now {current})")]
+#[error(
+    "proposal from generation {proposed} refused: the path to the leader broke (now {current})"
+)]
 pub struct Stale {
     pub proposed: u64,
     pub current: u64,
@@ -223,13 +225,19 @@ impl Faults {
 
     /// Cuts every link of `id`.
     pub fn isolate(&self, id: MemberId) {
-        self.isolated.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.isolated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
     }
 
     /// Restores every link.
     pub fn heal(&self) {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.isolated.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.isolated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Whether traffic between `a` and `b` is dropped.
@@ -287,24 +295,37 @@ impl Consensus {
             ),
             None => (log_store::LogStore::in_memory(), None),
         };
-        let state_machine = match state_machine::StateMachineStore::open(machine.clone(), snapshot_dir) {
-            Ok(sm) => sm,
-            Err(reason) => {
-                log.close();
-                return Err(storage_error(options.data_dir.as_deref().unwrap_or(std::path::Path::new("")), reason));
-            }
-        };
+        let state_machine =
+            match state_machine::StateMachineStore::open(machine.clone(), snapshot_dir) {
+                Ok(sm) => sm,
+                Err(reason) => {
+                    log.close();
+                    return Err(storage_error(
+                        options
+                            .data_dir
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("")),
+                        reason,
+                    ));
+                }
+            };
         let committed = {
             use openraft::storage::RaftLogStorage;
             let mut reader = log.clone();
-            reader.read_committed().await.ok().flatten().map(|id| id.index)
+            reader
+                .read_committed()
+                .await
+                .ok()
+                .flatten()
+                .map(|id| id.index)
         };
         let millis = |d: Duration| d.as_millis().max(1) as u64;
         let config = openraft::Config {
             cluster_name: "ensemble".into(),
             heartbeat_interval: millis(options.heartbeat),
             election_timeout_min: millis(options.election_timeout.0),
-            election_timeout_max: millis(options.election_timeout.1).max(millis(options.election_timeout.0) + 1),
+            election_timeout_max: millis(options.election_timeout.1)
+                .max(millis(options.election_timeout.0) + 1),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every.min(1_000),
             purge_batch_size: 1,
@@ -315,20 +336,23 @@ impl Consensus {
             Ok(config) => Arc::new(config),
             Err(e) => {
                 log.close();
-                return Err(ConsensusError::Other(format!("invalid consensus options: {e}")));
+                return Err(ConsensusError::Other(format!(
+                    "invalid consensus options: {e}"
+                )));
             }
         };
         let transport_peers = Arc::new(transport::Peers::new(options.id, options.faults.clone()));
         let network = network::Network {
             peers: transport_peers.clone(),
         };
-        let raft = match types::Raft::new(options.id, config, network, log.clone(), state_machine).await {
-            Ok(raft) => raft,
-            Err(e) => {
-                log.close();
-                return Err(ConsensusError::Other(format!("starting Raft: {e}")));
-            }
-        };
+        let raft =
+            match types::Raft::new(options.id, config, network, log.clone(), state_machine).await {
+                Ok(raft) => raft,
+                Err(e) => {
+                    log.close();
+                    return Err(ConsensusError::Other(format!("starting Raft: {e}")));
+                }
+            };
         if let Some(committed) = committed {
             // openraft re-applies up to the persisted commit index while it starts;
             // wait for it all the same, so nothing acknowledged is served missing.
@@ -377,7 +401,10 @@ impl Consensus {
             node.stop.clone(),
         ));
         let watching = tokio::spawn(node.clone().watch_metrics());
-        node.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend([serving, watching]);
+        node.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([serving, watching]);
         Ok(Consensus { node })
     }
 
@@ -388,7 +415,11 @@ impl Consensus {
         voters: BTreeMap<MemberId, String>,
     ) -> Result<(), ConsensusError> {
         let raft = &self.node.raft;
-        if raft.is_initialized().await.map_err(|_| ConsensusError::Stopped)? {
+        if raft
+            .is_initialized()
+            .await
+            .map_err(|_| ConsensusError::Stopped)?
+        {
             return Ok(());
         }
         let members: BTreeMap<MemberId, openraft::BasicNode> = voters
@@ -397,7 +428,9 @@ impl Consensus {
             .collect();
         match raft.initialize(members).await {
             Ok(()) => Ok(()),
-            Err(openraft::errors::RaftError::APIError(openraft::errors::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(openraft::errors::RaftError::APIError(
+                openraft::errors::InitializeError::NotAllowed(_),
+            )) => Ok(()),
             Err(e) => Err(ConsensusError::Other(format!("bootstrap: {e}"))),
         }
     }
@@ -422,16 +455,23 @@ impl Consensus {
     /// Best-effort bytes to the current leader's [`StateMachine::leader_message`].
     pub fn send_to_leader(&self, message: Vec<u8>) {
         let node = self.node.clone();
-        let Some(leader) = node.status.borrow().leader else { return };
+        let Some(leader) = node.status.borrow().leader else {
+            return;
+        };
         if leader == node.id {
             node.machine.leader_message(node.id, &message);
             return;
         }
-        let Some(address) = node.status.borrow().membership.voters.get(&leader).cloned() else { return };
+        let Some(address) = node.status.borrow().membership.voters.get(&leader).cloned() else {
+            return;
+        };
         tokio::spawn(async move {
             let peer = node.peers.get(leader, &address);
             let _ = peer
-                .call(transport::Request::LeaderMessage(message), node::FORWARD_TIMEOUT)
+                .call(
+                    transport::Request::LeaderMessage(message),
+                    node::FORWARD_TIMEOUT,
+                )
                 .await;
         });
     }
@@ -443,13 +483,16 @@ impl Consensus {
         }
         match self.forward(transport::Request::ReadIndex).await? {
             transport::Response::ReadIndex(index) => Ok(index),
-            _ => Err(ConsensusError::Other("unexpected answer from the leader".into())),
+            _ => Err(ConsensusError::Other(
+                "unexpected answer from the leader".into(),
+            )),
         }
     }
 
     /// Adds `id` (reachable at `address`) as a learner.
     pub async fn add_learner(&self, id: MemberId, address: String) -> Result<(), ConsensusError> {
-        self.change(transport::Change::AddLearner(id, address)).await
+        self.change(transport::Change::AddLearner(id, address))
+            .await
     }
 
     /// Makes learner `id` a voter once it is caught up.
@@ -464,7 +507,8 @@ impl Consensus {
 
     /// Moves leadership to voter `to` and waits until it leads.
     pub async fn transfer_leadership(&self, to: MemberId) -> Result<(), ConsensusError> {
-        self.change(transport::Change::TransferLeadership(to)).await?;
+        self.change(transport::Change::TransferLeadership(to))
+            .await?;
         let mut status = self.watch_status();
         let wait = status.wait_for(|s| s.leader == Some(to));
         let outcome = match tokio::time::timeout(node::FORWARD_TIMEOUT, wait).await {
@@ -490,7 +534,12 @@ impl Consensus {
             return;
         }
         node.stop.cancel();
-        let tasks: Vec<_> = node.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let tasks: Vec<_> = node
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
         for task in tasks {
             task.abort();
         }
@@ -517,12 +566,17 @@ impl Consensus {
         }
         match self.forward(transport::Request::Change(change)).await? {
             transport::Response::Done => Ok(()),
-            _ => Err(ConsensusError::Other("unexpected answer from the leader".into())),
+            _ => Err(ConsensusError::Other(
+                "unexpected answer from the leader".into(),
+            )),
         }
     }
 
     /// Sends `request` to the leader and turns its refusals into errors.
-    async fn forward(&self, request: transport::Request) -> Result<transport::Response, ConsensusError> {
+    async fn forward(
+        &self,
+        request: transport::Request,
+    ) -> Result<transport::Response, ConsensusError> {
         let status = self.status();
         if status.role == Role::Stopped {
             return Err(ConsensusError::Stopped);

@@ -58,14 +58,28 @@ impl RaftNetworkV2<C> for RaftPeer {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match self.peer.call(Request::Append(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+        match self
+            .peer
+            .call(Request::Append(rpc), option.hard_ttl())
+            .await
+            .map_err(rpc_error)?
+        {
             Response::Append(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self.peer.call(Request::Vote(rpc), option.hard_ttl()).await.map_err(rpc_error)? {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        match self
+            .peer
+            .call(Request::Vote(rpc), option.hard_ttl())
+            .await
+            .map_err(rpc_error)?
+        {
             Response::Vote(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -98,7 +112,12 @@ impl RaftNetworkV2<C> for RaftPeer {
         req: TransferLeaderRequest<C>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
-        match self.peer.call(Request::TransferLeader(req), option.hard_ttl()).await.map_err(rpc_error)? {
+        match self
+            .peer
+            .call(Request::TransferLeader(req), option.hard_ttl())
+            .await
+            .map_err(rpc_error)?
+        {
             Response::TransferLeader(r) => Ok(r),
             other => Err(unexpected(other)),
         }

@@ -23,9 +23,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
+use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
-use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -112,12 +112,12 @@ fn write_error(e: RaftError<super::types::C, ClientWriteError<super::types::C>>)
         RaftError::Fatal(_) => ConsensusError::Stopped,
         RaftError::APIError(ClientWriteError::ForwardToLeader(_))
         | RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ConsensusError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))) => {
-            ConsensusError::ChangeInProgress
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::LearnerNotFound(e))) => {
-            ConsensusError::UnknownMember(e.node_id)
-        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::InProgress(_),
+        )) => ConsensusError::ChangeInProgress,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            ChangeMembershipError::LearnerNotFound(e),
+        )) => ConsensusError::UnknownMember(e.node_id),
         RaftError::APIError(other) => ConsensusError::Other(other.to_string()),
     }
 }
@@ -128,7 +128,11 @@ impl Node {
     }
 
     /// Queues `command` on the current path; see the module contract.
-    pub(crate) fn propose(self: &Arc<Self>, generation: u64, command: Vec<u8>) -> Result<(), super::Stale> {
+    pub(crate) fn propose(
+        self: &Arc<Self>,
+        generation: u64,
+        command: Vec<u8>,
+    ) -> Result<(), super::Stale> {
         let proposer = self.lock_proposer();
         let stale = super::Stale {
             proposed: generation,
@@ -168,7 +172,11 @@ impl Node {
         };
         proposer.generation += 1;
         self.generation.send_replace(proposer.generation);
-        tracing::info!(generation = proposer.generation, leader = path.leader, "the proposal path broke");
+        tracing::info!(
+            generation = proposer.generation,
+            leader = path.leader,
+            "the proposal path broke"
+        );
         self.open_path(&mut proposer, path.leader, path.term);
     }
 
@@ -198,7 +206,12 @@ impl Node {
             return futures_util::future::ready(Response::Failed(WireError::NotLeader)).boxed();
         }
         let (responder, done) = ProgressResponder::complete_only();
-        if self.raft.client_write_ff(Command(command), Some(responder)).await.is_err() {
+        if self
+            .raft
+            .client_write_ff(Command(command), Some(responder))
+            .await
+            .is_err()
+        {
             return futures_util::future::ready(Response::Failed(WireError::Stopped)).boxed();
         }
         async move {
@@ -232,7 +245,10 @@ impl Node {
         if !self.leads() {
             return Err(ConsensusError::NoLeader);
         }
-        let _one_at_a_time = self.change_lock.try_lock().map_err(|_| ConsensusError::ChangeInProgress)?;
+        let _one_at_a_time = self
+            .change_lock
+            .try_lock()
+            .map_err(|_| ConsensusError::ChangeInProgress)?;
         let metrics = self.raft.metrics().borrow_watched().clone();
         if metrics.membership_config.log_id() != metrics.committed_membership_config.log_id() {
             return Err(ConsensusError::ChangeInProgress);
@@ -284,7 +300,10 @@ impl Node {
                 } else {
                     ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                 };
-                self.raft.change_membership(change, false).await.map_err(write_error)?;
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(write_error)?;
             }
             Change::TransferLeadership(to) => {
                 if !voters.contains(&to) {
@@ -311,8 +330,8 @@ impl Node {
             let status = {
                 let m = metrics.borrow_and_update().clone();
                 let membership = membership_view(&m.membership_config);
-                let in_membership =
-                    membership.voters.contains_key(&self.id) || membership.learners.contains_key(&self.id);
+                let in_membership = membership.voters.contains_key(&self.id)
+                    || membership.learners.contains_key(&self.id);
                 let mut leader = m.current_leader;
                 let mut role = match m.state {
                     ServerState::Shutdown => Role::Stopped,
@@ -332,13 +351,22 @@ impl Node {
                             now
                         }
                     };
-                    let age = match &m.last_quorum_acked {
-                        Some(acked) => acked.elapsed(),
-                        None => since.elapsed(),
-                    };
-                    if membership.voters.len() > 1 && age > election_max {
-                        role = Role::Follower;
-                        leader = None;
+                    if membership.voters.len() > 1 {
+                        match &m.last_quorum_acked {
+                            // Until a quorum first answers, openraft refuses writes: lead
+                            // only then, so no proposal path is opened to be refused.
+                            None => {
+                                leader = None;
+                                if since.elapsed() > election_max {
+                                    role = Role::Follower;
+                                }
+                            }
+                            Some(acked) if acked.elapsed() > election_max => {
+                                role = Role::Follower;
+                                leader = None;
+                            }
+                            Some(_) => {}
+                        }
                     }
                 } else {
                     leading_since = None;
@@ -442,7 +470,10 @@ async fn run_path(
 }
 
 impl Service for Node {
-    fn propose(self: Arc<Self>, command: Vec<u8>) -> BoxFuture<'static, BoxFuture<'static, Response>> {
+    fn propose(
+        self: Arc<Self>,
+        command: Vec<u8>,
+    ) -> BoxFuture<'static, BoxFuture<'static, Response>> {
         async move { self.propose_local(command).await }.boxed()
     }
 
@@ -450,11 +481,21 @@ impl Service for Node {
         async move {
             let stopped = Response::Failed(WireError::Stopped);
             match request {
-                Request::Append(rpc) => self.raft.append_entries(rpc).await.map_or(stopped, Response::Append),
+                Request::Append(rpc) => self
+                    .raft
+                    .append_entries(rpc)
+                    .await
+                    .map_or(stopped, Response::Append),
                 Request::Vote(rpc) => self.raft.vote(rpc).await.map_or(stopped, Response::Vote),
                 Request::Snapshot { vote, meta, data } => self
                     .raft
-                    .install_full_snapshot(vote, Snapshot { meta, snapshot: data })
+                    .install_full_snapshot(
+                        vote,
+                        Snapshot {
+                            meta,
+                            snapshot: data,
+                        },
+                    )
                     .await
                     .map_or(stopped, Response::Snapshot),
                 Request::TransferLeader(rpc) => self

@@ -57,7 +57,10 @@ struct Applied {
 
 impl StateMachineStore {
     /// The adapter over `machine`, restoring the newest snapshot under `dir`.
-    pub(crate) fn open(machine: Arc<dyn StateMachine>, dir: Option<PathBuf>) -> Result<Self, String> {
+    pub(crate) fn open(
+        machine: Arc<dyn StateMachine>,
+        dir: Option<PathBuf>,
+    ) -> Result<Self, String> {
         let store = StateMachineStore {
             machine,
             dir,
@@ -99,7 +102,10 @@ impl StateMachineStore {
             meta: meta.clone(),
             data: data.to_vec(),
         })?;
-        write_atomic(&dir.join(format!("snap-{index:020}.snap")), &frame_record(&body))?;
+        write_atomic(
+            &dir.join(format!("snap-{index:020}.snap")),
+            &frame_record(&body),
+        )?;
         let files = snapshot_files(dir);
         let excess = files.len().saturating_sub(SNAPSHOTS_KEPT);
         for (_, path) in files.into_iter().take(excess) {
@@ -118,7 +124,11 @@ fn snapshot_files(dir: &Path) -> Vec<(u64, PathBuf)> {
         .flatten()
         .filter_map(|item| {
             let name = item.file_name().to_string_lossy().into_owned();
-            let index = name.strip_prefix("snap-")?.strip_suffix(".snap")?.parse().ok()?;
+            let index = name
+                .strip_prefix("snap-")?
+                .strip_suffix(".snap")?
+                .parse()
+                .ok()?;
             Some((index, item.path()))
         })
         .collect();
@@ -159,7 +169,10 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
         let data = std::mem::take(&mut self.data);
         blocking(move || {
             store.store_snapshot(&meta, &data)?;
-            Ok(Snapshot { meta, snapshot: data })
+            Ok(Snapshot {
+                meta,
+                snapshot: data,
+            })
         })
         .await?
     }
@@ -242,7 +255,11 @@ impl RaftStateMachine<C> for StateMachineStore {
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let index = meta.last_log_id.map_or(0, |id| id.index);
         let store = self.clone();
         let meta_owned = meta.clone();
@@ -264,7 +281,10 @@ impl RaftStateMachine<C> for StateMachineStore {
         let current = self.lock().snapshot.clone();
         match current {
             None => Ok(None),
-            Some((meta, Some(data))) => Ok(Some(Snapshot { meta, snapshot: data })),
+            Some((meta, Some(data))) => Ok(Some(Snapshot {
+                meta,
+                snapshot: data,
+            })),
             Some((meta, None)) => {
                 let Some(dir) = self.dir.clone() else {
                     return Ok(None);

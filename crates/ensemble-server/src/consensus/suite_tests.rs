@@ -50,11 +50,16 @@ impl StoreBuilder<C, LogStore, StateMachineStore, ()> for InMemory {
 struct OnDisk;
 
 impl StoreBuilder<C, LogStore, StateMachineStore, tempfile::TempDir> for OnDisk {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<C>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<C>> {
         let dir = tempfile::tempdir().unwrap();
         let log = LogStore::open(dir.path()).unwrap();
-        let sm = StateMachineStore::open(Arc::new(Recorder::default()), Some(dir.path().join("snapshots")))
-            .unwrap();
+        let sm = StateMachineStore::open(
+            Arc::new(Recorder::default()),
+            Some(dir.path().join("snapshots")),
+        )
+        .unwrap();
         Ok((dir, log, sm))
     }
 }

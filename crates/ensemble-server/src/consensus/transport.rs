@@ -101,7 +101,10 @@ enum Frame {
 pub(crate) trait Service: Send + Sync + 'static {
     /// Hands a forwarded proposal to Raft (the outer future, awaited in frame order);
     /// the inner future resolves once its fate is known.
-    fn propose(self: Arc<Self>, command: Vec<u8>) -> BoxFuture<'static, BoxFuture<'static, Response>>;
+    fn propose(
+        self: Arc<Self>,
+        command: Vec<u8>,
+    ) -> BoxFuture<'static, BoxFuture<'static, Response>>;
     /// Any other request.
     fn handle(self: Arc<Self>, from: MemberId, request: Request) -> BoxFuture<'static, Response>;
 }
@@ -121,7 +124,10 @@ pub(crate) enum CallError {
 async fn write_frame(out: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> io::Result<()> {
     let body = encode(frame)?;
     if body.len() > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     out.write_all(&(body.len() as u32).to_le_bytes()).await?;
     out.write_all(&body).await
@@ -132,7 +138,10 @@ async fn read_frame(input: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Frame
     input.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut body = vec![0u8; len];
     input.read_exact(&mut body).await?;
@@ -161,11 +170,18 @@ impl Connection {
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.cancel.cancel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Sends `request` and waits up to `timeout` for its answer.
-    pub(crate) async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CallError> {
+    pub(crate) async fn call(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         let rx = self.send(request)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
@@ -181,7 +197,10 @@ impl Connection {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
         if self.out.send(Frame::Request { id, body: request }).is_err() {
             self.close();
             return Err(CallError::Lost(self.peer));
@@ -223,7 +242,10 @@ impl Peer {
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF);
         if recent {
-            return Err(CallError::Unreachable(self.id, "backing off after a failed dial".into()));
+            return Err(CallError::Unreachable(
+                self.id,
+                "backing off after a failed dial".into(),
+            ));
         }
         match self.dial().await {
             Ok(conn) => {
@@ -238,19 +260,32 @@ impl Peer {
     }
 
     /// Sends `request` on the current connection and waits for the answer.
-    pub(crate) async fn call(&self, request: Request, timeout: Duration) -> Result<Response, CallError> {
+    pub(crate) async fn call(
+        &self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
         let conn = self.connection().await?;
         conn.call(request, timeout).await
     }
 
     async fn dial(&self) -> io::Result<Arc<Connection>> {
         if cut(&self.faults, self.me, self.id) {
-            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "link cut by a fault"));
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "link cut by a fault",
+            ));
         }
-        let address = self.address.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let address = self
+            .address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&address))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("dialling {address}")))??;
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, format!("dialling {address}"))
+            })??;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = stream.into_split();
         write_frame(&mut writer, &Frame::Hello { from: self.me }).await?;
@@ -288,7 +323,11 @@ impl Peer {
                 };
                 match frame {
                     Ok(Frame::Response { id, body }) if !cut(&faults, me, peer) => {
-                        let waiter = reading.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                        let waiter = reading
+                            .pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
                         if let Some(waiter) = waiter {
                             let _ = waiter.send(body);
                         }
@@ -337,7 +376,13 @@ impl Peers {
 
     /// Closes every connection.
     pub(crate) fn close_all(&self) {
-        let peers: Vec<Arc<Peer>> = self.peers.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let peers: Vec<Arc<Peer>> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for peer in peers {
             if let Ok(current) = peer.current.try_lock() {
                 if let Some(conn) = current.as_ref() {
@@ -366,7 +411,13 @@ pub(crate) async fn serve<S: Service>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(me, stream, service.clone(), faults.clone(), stop.clone()));
+        tokio::spawn(serve_connection(
+            me,
+            stream,
+            service.clone(),
+            faults.clone(),
+            stop.clone(),
+        ));
     }
 }
 
