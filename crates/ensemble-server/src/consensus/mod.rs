@@ -329,6 +329,9 @@ impl Consensus {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every.min(1_000),
             purge_batch_size: 1,
+            // A snapshot travels as one frame: give it time.
+            install_snapshot_timeout: 60_000,
+            send_snapshot_timeout: 60_000,
             backoff: "20ms 40ms ...500ms".into(),
             ..Default::default()
         };

@@ -474,6 +474,7 @@ impl Service for Node {
         self: Arc<Self>,
         command: Vec<u8>,
     ) -> BoxFuture<'static, BoxFuture<'static, Response>> {
+        #[allow(clippy::async_yields_async)] // the inner future is the proposal's fate
         async move { self.propose_local(command).await }.boxed()
     }
 
