@@ -331,7 +331,6 @@ impl Consensus {
             purge_batch_size: 1,
             // A snapshot travels as one frame: give it time.
             install_snapshot_timeout: 60_000,
-            send_snapshot_timeout: 60_000,
             backoff: "20ms 40ms ...500ms".into(),
             ..Default::default()
         };
