@@ -186,12 +186,36 @@ fn propose(member: &Member, command: impl Into<Vec<u8>>) -> bool {
     member.consensus.propose(generation, command.into()).is_ok()
 }
 
-/// Proposes until accepted (a refused proposal was never sent).
+/// Proposes `command` until it is applied on `member`: a proposal may be lost
+/// when the generation moves on, and is then proposed again.
 async fn propose_surely(member: &Member, command: &str) {
-    eventually("a proposal accepted", Duration::from_secs(10), || {
-        propose(member, command)
-    })
-    .await;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{command} never applied"
+        );
+        let generation = member.consensus.generation();
+        if member
+            .consensus
+            .propose(generation, command.as_bytes().to_vec())
+            .is_ok()
+        {
+            let sent = Instant::now();
+            while sent.elapsed() < Duration::from_secs(5)
+                && member.consensus.generation() == generation
+            {
+                if commands(member).iter().any(|c| c == command) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if commands(member).iter().any(|c| c == command) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn commands(member: &Member) -> Vec<String> {
