@@ -253,7 +253,7 @@ impl Faults {
 }
 
 impl Options {
-    /// Options with the default timings: heartbeat 50 ms, elections after 250–500 ms
+    /// Options with the default timings: heartbeat 50 ms, elections after 200–400 ms
     /// without a leader (a killed leader is replaced well under a second on a LAN),
     /// a snapshot every 100 000 entries, promotion within 1 000 entries of the leader.
     pub fn new(id: MemberId, data_dir: Option<PathBuf>, advertise: impl Into<String>) -> Self {
@@ -262,7 +262,7 @@ impl Options {
             data_dir,
             advertise: advertise.into(),
             heartbeat: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 100_000,
             promote_max_lag: 1_000,
             faults: None,
