@@ -42,6 +42,8 @@
 //!   to close the client connections whose writes may be lost. ZooKeeper does the
 //!   same more bluntly: a follower closes every client connection when its leader
 //!   goes away.
+//!   A member that knows no leader refuses proposals with [`Stale`] whose
+//!   `current` equals `proposed` (nothing was lost; the server refuses its client).
 //! - **No split brain, minority refuses.** A leader that has not heard from a
 //!   majority of voters within an election timeout stops being leader (check-quorum):
 //!   its status shows no leader and its proposals fail. A member that knows no
@@ -72,8 +74,15 @@
 //! through the same code paths as real traffic.
 //!
 //! # Layout on disk
-//! Under `data_dir`: the log segments, the vote and the persisted commit index, and
-//! the snapshots; formats in the submodules.
+//! Under `data_dir`: `log/` (segments `log-<seq>.seg` of framed records, `vote`,
+//! `committed`, `purged`, `LOCK`) and `snapshots/` (`snap-<index>.snap`, the newest
+//! three); formats in `log_store.rs` and `state_machine.rs`.
+//!
+//! # Modules
+//! `types` (openraft type config, codec, record framing), `log_store`
+//! (`RaftLogStorage`), `state_machine` (`RaftStateMachine` over [`StateMachine`]),
+//! `transport` (TCP frames, [`Faults`]), `network` (openraft's network over the
+//! transport), `node` (status, check-quorum, proposal paths, member requests).
 
 mod log_store;
 mod network;
