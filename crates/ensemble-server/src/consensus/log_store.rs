@@ -64,6 +64,9 @@ struct Mem {
 
 type Reply = tokio::sync::oneshot::Sender<io::Result<()>>;
 
+/// Framed records of one `append` call (index, bytes) and its callback.
+type PendingAppend = (Vec<(u64, Vec<u8>)>, IOFlushed<C>);
+
 enum Op {
     Append(Vec<(u64, Vec<u8>)>, IOFlushed<C>),
     /// Remove every entry from this index on.
@@ -99,7 +102,7 @@ impl LogStore {
             File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
         lock_file
             .try_lock()
-            .map_err(|e| format!("{} is locked by another process ({e})", lock_path.display()))?;
+            .map_err(|e| format!("{} is in use by another process ({e})", lock_path.display()))?;
 
         let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
             let path = dir.join(name);
@@ -435,7 +438,7 @@ impl Disk {
         while let Ok(first) = rx.recv() {
             let mut ops = vec![first];
             ops.extend(rx.try_iter());
-            let mut appends: Vec<(Vec<(u64, Vec<u8>)>, IOFlushed<C>)> = Vec::new();
+            let mut appends: Vec<PendingAppend> = Vec::new();
             let mut committed = None;
             for op in ops {
                 match op {
@@ -482,7 +485,7 @@ impl Disk {
     }
 
     /// Writes every pending append, fsyncs once, then acknowledges them all.
-    fn flush(&mut self, appends: &mut Vec<(Vec<(u64, Vec<u8>)>, IOFlushed<C>)>) {
+    fn flush(&mut self, appends: &mut Vec<PendingAppend>) {
         if appends.is_empty() {
             return;
         }

@@ -42,6 +42,8 @@
 //!   to close the client connections whose writes may be lost. ZooKeeper does the
 //!   same more bluntly: a follower closes every client connection when its leader
 //!   goes away.
+//!   A member that knows no leader refuses proposals with [`Stale`] whose
+//!   `current` equals `proposed` (nothing was lost; the server refuses its client).
 //! - **No split brain, minority refuses.** A leader that has not heard from a
 //!   majority of voters within an election timeout stops being leader (check-quorum):
 //!   its status shows no leader and its proposals fail. A member that knows no
@@ -72,8 +74,15 @@
 //! through the same code paths as real traffic.
 //!
 //! # Layout on disk
-//! Under `data_dir`: the log segments, the vote and the persisted commit index, and
-//! the snapshots; formats in the submodules.
+//! Under `data_dir`: `log/` (segments `log-<seq>.seg` of framed records, `vote`,
+//! `committed`, `purged`, `LOCK`) and `snapshots/` (`snap-<index>.snap`, the newest
+//! three); formats in `log_store.rs` and `state_machine.rs`.
+//!
+//! # Modules
+//! `types` (openraft type config, codec, record framing), `log_store`
+//! (`RaftLogStorage`), `state_machine` (`RaftStateMachine` over [`StateMachine`]),
+//! `transport` (TCP frames, [`Faults`]), `network` (openraft's network over the
+//! transport), `node` (status, check-quorum, proposal paths, member requests).
 
 mod log_store;
 mod network;
@@ -253,7 +262,7 @@ impl Faults {
 }
 
 impl Options {
-    /// Options with the default timings: heartbeat 50 ms, elections after 250–500 ms
+    /// Options with the default timings: heartbeat 50 ms, elections after 200–400 ms
     /// without a leader (a killed leader is replaced well under a second on a LAN),
     /// a snapshot every 100 000 entries, promotion within 1 000 entries of the leader.
     pub fn new(id: MemberId, data_dir: Option<PathBuf>, advertise: impl Into<String>) -> Self {
@@ -262,7 +271,7 @@ impl Options {
             data_dir,
             advertise: advertise.into(),
             heartbeat: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(250), Duration::from_millis(500)),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 100_000,
             promote_max_lag: 1_000,
             faults: None,
@@ -329,6 +338,8 @@ impl Consensus {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every.min(1_000),
             purge_batch_size: 1,
+            // A snapshot travels as one frame: give it time.
+            install_snapshot_timeout: 60_000,
             backoff: "20ms 40ms ...500ms".into(),
             ..Default::default()
         };

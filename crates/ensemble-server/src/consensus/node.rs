@@ -202,7 +202,7 @@ impl Node {
     /// Appends `command` to the local Raft log (this member must lead); the future
     /// resolves when it is applied, or failed.
     async fn propose_local(&self, command: Vec<u8>) -> BoxFuture<'static, Response> {
-        if !self.leads() {
+        if !self.leads() && !self.await_first_quorum().await {
             return futures_util::future::ready(Response::Failed(WireError::NotLeader)).boxed();
         }
         let (responder, done) = ProgressResponder::complete_only();
@@ -221,6 +221,22 @@ impl Node {
             }
         }
         .boxed()
+    }
+
+    /// A new leader reports no leader until a quorum first answered it; a proposal
+    /// arriving in that moment waits (at most an election timeout) rather than fail.
+    async fn await_first_quorum(&self) -> bool {
+        if self.status.borrow().role != Role::Leader {
+            return false;
+        }
+        let mut status = self.status.subscribe();
+        let id = self.id;
+        let wait = status.wait_for(|s| s.role != Role::Leader || s.leader == Some(id));
+        let led = matches!(
+            tokio::time::timeout(self.options.election_timeout.1, wait).await,
+            Ok(Ok(ref s)) if s.leader == Some(id)
+        );
+        led
     }
 
     /// Whether this member leads with a quorum behind it.
@@ -351,13 +367,22 @@ impl Node {
                             now
                         }
                     };
-                    let age = match &m.last_quorum_acked {
-                        Some(acked) => acked.elapsed(),
-                        None => since.elapsed(),
-                    };
-                    if membership.voters.len() > 1 && age > election_max {
-                        role = Role::Follower;
-                        leader = None;
+                    if membership.voters.len() > 1 {
+                        match &m.last_quorum_acked {
+                            // Until a quorum first answers, openraft refuses writes: lead
+                            // only then, so no proposal path is opened to be refused.
+                            None => {
+                                leader = None;
+                                if since.elapsed() > election_max {
+                                    role = Role::Follower;
+                                }
+                            }
+                            Some(acked) if acked.elapsed() > election_max => {
+                                role = Role::Follower;
+                                leader = None;
+                            }
+                            Some(_) => {}
+                        }
                     }
                 } else {
                     leading_since = None;
@@ -465,6 +490,7 @@ impl Service for Node {
         self: Arc<Self>,
         command: Vec<u8>,
     ) -> BoxFuture<'static, BoxFuture<'static, Response>> {
+        #[allow(clippy::async_yields_async)] // the inner future is the proposal's fate
         async move { self.propose_local(command).await }.boxed()
     }
 

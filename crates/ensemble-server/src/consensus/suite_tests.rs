@@ -73,3 +73,78 @@ async fn suite_in_memory() {
 async fn suite_on_disk() {
     Suite::test_all(OnDisk).await.unwrap();
 }
+
+mod recovery {
+    use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+    use openraft::testing::blank_ent;
+    use openraft::type_config::TypeConfigExt;
+
+    use super::super::log_store::LogStore;
+    use super::super::types::C;
+
+    async fn write_three(dir: &std::path::Path) {
+        let mut log = LogStore::open(dir).unwrap();
+        let entries = (1..=3).map(|i| blank_ent::<C>(1, 1, i));
+        let (tx, rx) = C::oneshot();
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+        log.close();
+    }
+
+    fn segment(dir: &std::path::Path) -> std::path::PathBuf {
+        dir.join("log-0000000001.seg")
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        write_three(dir.path()).await;
+        let intact = std::fs::metadata(segment(dir.path())).unwrap().len();
+        let mut bytes = std::fs::read(segment(dir.path())).unwrap();
+        bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
+        std::fs::write(segment(dir.path()), &bytes).unwrap();
+
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let entries = log.try_get_log_entries(0..10).await.unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            std::fs::metadata(segment(dir.path())).unwrap().len(),
+            intact
+        );
+        log.close();
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_tail_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        write_three(dir.path()).await;
+        let mut bytes = std::fs::read(segment(dir.path())).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(segment(dir.path()), &bytes).unwrap();
+        let Err(reason) = LogStore::open(dir.path()) else {
+            panic!("a damaged log opened");
+        };
+        assert!(
+            reason.contains("log-0000000001.seg") && reason.contains("offset 0"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_opener_is_refused_and_truncation_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        write_three(dir.path()).await;
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let Err(reason) = LogStore::open(dir.path()) else {
+            panic!("opened twice");
+        };
+        assert!(reason.contains("locked"), "{reason}");
+        log.truncate_after(Some(openraft::testing::log_id::<C>(1, 1, 1)))
+            .await
+            .unwrap();
+        log.close();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(log.try_get_log_entries(0..10).await.unwrap().len(), 1);
+        log.close();
+    }
+}
