@@ -243,7 +243,12 @@ start_ensemble() {
     fail "ensemble local --members 3 did not print its connection string"
   fi
   ens_connect=$(head -n 1 "$work/ensemble.out")
-  mapfile -t ens_admin_ports < <(sed -n 's|^admin: http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/ensemble.log")
+  # The admin ports follow the connection string on stderr, one line per member.
+  for _ in $(seq 1 50); do
+    mapfile -t ens_admin_ports < <(sed -n 's|^admin: http://127.0.0.1:\([0-9]*\).*|\1|p' "$work/ensemble.log")
+    ((${#ens_admin_ports[@]} == 3)) && break
+    sleep 0.1
+  done
   ((${#ens_admin_ports[@]} == 3)) || fail "expected 3 admin ports in $work/ensemble.log"
   local i pid
   for i in 1 2 3; do
