@@ -8,15 +8,25 @@
 //! requests sent after the warmup are tallied. The load is closed-loop: a new request
 //! goes out when a reply comes back, so latency includes queueing at the server. It
 //! then deletes the root and everything under it, and returns a [`Report`] (per kind
-//! and in total: ops/s, latency percentiles, errors by ZooKeeper error name). [`run`]
+//! and in total: ops/s, latency percentiles, errors by ZooKeeper error name; the
+//! error count, reconnects and the longest gap with no successful completion). [`run`]
 //! is the CLI: it prints the report as a table, or as JSON with `--json`.
 //!
+//! A member of an ensemble dying does not end the run: each session whose connection
+//! fails opens a new one on the next `--connect` address, round-robin, and carries
+//! on; its unanswered requests count as errors. Setup and teardown use the first
+//! address that accepts a session. The longest gap is then the unavailability a
+//! client saw.
+//!
 //! Modules: [`mix`] (which operations), [`session`] (the pipelining client),
-//! [`histogram`] (latencies), [`report`] (tallies and output), and `workload` (setup,
-//! load, teardown).
+//! [`reconnect`] (finding a server again), [`histogram`] (latencies), [`gap`] (the
+//! longest gap), [`report`] (tallies and output), and `workload` (setup, load,
+//! teardown).
 
+pub mod gap;
 pub mod histogram;
 pub mod mix;
+pub mod reconnect;
 pub mod report;
 pub mod session;
 mod workload;
@@ -33,6 +43,8 @@ pub use mix::{Mix, MixError, OpKind};
 pub use report::{OpSummary, Percentiles, Report};
 pub use session::{Session, SessionError};
 
+use gap::Completions;
+use reconnect::{connect_any, Rotation};
 use report::{RunParameters, Tally};
 use workload::{Window, Workload};
 
@@ -157,23 +169,22 @@ pub async fn bench(args: &BenchArgs, stop: CancellationToken) -> Result<Report, 
         value: vec![b'x'; args.value_size],
         mix: args.mix.clone(),
     });
-    let first = &args.connect[0];
+    let servers = &args.connect;
 
     tracing::info!(root = %workload.root, keys = args.keys, "creating the bench root and keys");
-    if let Err(e) = prepare(first, &workload).await {
-        best_effort_cleanup(first, &workload).await;
+    if let Err(e) = prepare(servers, &workload).await {
+        best_effort_cleanup(servers, &workload).await;
         return Err(e);
     }
 
-    let loaded = load(args, &workload, stop).await;
-    let (tally, created, measured) = match loaded {
-        Ok(outcome) => outcome,
+    let loaded = match load(args, &workload, stop).await {
+        Ok(loaded) => loaded,
         Err(e) => {
-            best_effort_cleanup(first, &workload).await;
+            best_effort_cleanup(servers, &workload).await;
             return Err(e);
         }
     };
-    cleanup(first, &workload, created).await?;
+    cleanup(servers, &workload, loaded.created).await?;
 
     Ok(Report::new(
         RunParameters {
@@ -185,10 +196,22 @@ pub async fn bench(args: &BenchArgs, stop: CancellationToken) -> Result<Report, 
             value_size: args.value_size,
             keys: args.keys,
             warmup: args.warmup,
-            measured,
+            measured: loaded.measured,
+            longest_gap: loaded.longest_gap,
+            reconnects: loaded.reconnects,
         },
-        &tally,
+        &loaded.tally,
     ))
+}
+
+/// What the sessions measured together.
+struct Loaded {
+    tally: Tally,
+    /// Nodes the sessions created and did not delete.
+    created: Vec<String>,
+    measured: Duration,
+    longest_gap: Duration,
+    reconnects: u64,
 }
 
 /// Connects every session, runs the load, and merges what they measured.
@@ -196,7 +219,8 @@ async fn load(
     args: &BenchArgs,
     workload: &Arc<Workload>,
     stop: CancellationToken,
-) -> Result<(Tally, Vec<String>, Duration), BenchError> {
+) -> Result<Loaded, BenchError> {
+    let addrs: Arc<[String]> = args.connect.clone().into();
     let sync = crate::protocol::Request::Sync(crate::protocol::SyncRequest {
         path: workload.root.clone(),
     });
@@ -228,37 +252,47 @@ async fn load(
             args.in_flight as usize,
             window,
             stop.clone(),
+            // Session i started on address i: it moves on to the next one.
+            Rotation::starting_at(Arc::clone(&addrs), i + 1),
         ));
     }
     let mut tally = Tally::default();
+    let mut completions = Completions::default();
     let mut created = Vec::new();
+    let mut reconnects = 0;
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
-        match joined.map_err(BenchError::from).and_then(|r| Ok(r?)) {
+        match joined {
             Ok(outcome) => {
                 tally.merge(&outcome.tally);
+                completions.merge(outcome.completions);
                 created.extend(outcome.created);
+                reconnects += outcome.reconnects;
             }
             Err(e) => {
-                // One broken session ends the run: the others stop sending too.
+                // A panicked task is a bug in the bench, not an unavailable server.
                 stop.cancel();
-                failure.get_or_insert(e);
+                failure.get_or_insert(BenchError::from(e));
             }
         }
     }
     if let Some(e) = failure {
         return Err(e);
     }
-    let ended = Instant::now().min(window.until);
-    Ok((
+    let measured = Instant::now()
+        .min(window.until)
+        .saturating_duration_since(window.measure_from);
+    Ok(Loaded {
         tally,
         created,
-        ended.saturating_duration_since(window.measure_from),
-    ))
+        measured,
+        longest_gap: completions.longest_gap(measured),
+        reconnects,
+    })
 }
 
-async fn prepare(addr: &str, workload: &Workload) -> Result<(), BenchError> {
-    let mut admin = Session::connect(addr, SESSION_TIMEOUT).await?;
+async fn prepare(addrs: &[String], workload: &Workload) -> Result<(), BenchError> {
+    let mut admin = connect_any(addrs, SESSION_TIMEOUT).await?;
     workload::setup(&mut admin, workload)
         .await?
         .map_err(BenchError::Setup)?;
@@ -267,14 +301,18 @@ async fn prepare(addr: &str, workload: &Workload) -> Result<(), BenchError> {
 }
 
 /// Removes the root after a failed run, whose failure is the one worth reporting.
-async fn best_effort_cleanup(addr: &str, workload: &Workload) {
-    if let Err(e) = cleanup(addr, workload, Vec::new()).await {
+async fn best_effort_cleanup(addrs: &[String], workload: &Workload) {
+    if let Err(e) = cleanup(addrs, workload, Vec::new()).await {
         tracing::warn!(error = %e, root = %workload.root, "cleanup after a failed run failed");
     }
 }
 
-async fn cleanup(addr: &str, workload: &Workload, created: Vec<String>) -> Result<(), BenchError> {
-    let mut admin = Session::connect(addr, SESSION_TIMEOUT).await?;
+async fn cleanup(
+    addrs: &[String],
+    workload: &Workload,
+    created: Vec<String>,
+) -> Result<(), BenchError> {
+    let mut admin = connect_any(addrs, SESSION_TIMEOUT).await?;
     workload::teardown(&mut admin, workload, created)
         .await?
         .map_err(BenchError::Teardown)?;

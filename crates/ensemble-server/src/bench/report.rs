@@ -5,7 +5,10 @@
 //! and the failed ones by error name (ZooKeeper's `KeeperException.Code` names, e.g.
 //! `NoNode`, or `MalformedReply`). Tallies of sessions merge. A [`Report`] turns the
 //! merged tally and the run's parameters into rates over the measured window; `total`
-//! covers every kind. Latencies are in microseconds.
+//! covers every kind. Latencies are in microseconds. `errors` counts every failed
+//! operation, `longest_gap_ms` is the longest interval of the window in which nothing
+//! completed successfully (see [`super::gap`]), `reconnects` the sessions reopened
+//! after a connection failed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -139,6 +142,12 @@ pub struct Report {
     pub keys: u32,
     pub warmup_secs: f64,
     pub measured_secs: f64,
+    /// Failed operations of every kind (`total.errors` names them).
+    pub errors: u64,
+    /// The longest interval of the measured window with no successful completion.
+    pub longest_gap_ms: f64,
+    /// New sessions opened after a connection failed.
+    pub reconnects: u64,
     /// One entry per kind in the mix, in a fixed order.
     pub ops: Vec<OpSummary>,
     pub total: OpSummary,
@@ -156,6 +165,8 @@ pub struct RunParameters {
     pub keys: u32,
     pub warmup: Duration,
     pub measured: Duration,
+    pub longest_gap: Duration,
+    pub reconnects: u64,
 }
 
 impl Report {
@@ -170,6 +181,7 @@ impl Report {
             }
             ops.push(OpSummary::of(kind.name(), &kind_tally, run.measured));
         }
+        let total = OpSummary::of("total", &total, run.measured);
         Self {
             servers: run.servers,
             root: run.root,
@@ -180,7 +192,10 @@ impl Report {
             keys: run.keys,
             warmup_secs: run.warmup.as_secs_f64(),
             measured_secs: run.measured.as_secs_f64(),
-            total: OpSummary::of("total", &total, run.measured),
+            errors: total.error_count(),
+            longest_gap_ms: run.longest_gap.as_secs_f64() * 1e3,
+            reconnects: run.reconnects,
+            total,
             ops,
         }
     }
@@ -237,6 +252,11 @@ impl Report {
                 errors
             );
         }
+        let _ = writeln!(
+            out,
+            "errors {}; longest gap without a completed operation {:.1} ms; reconnects {}",
+            self.errors, self.longest_gap_ms, self.reconnects
+        );
         out
     }
 }
@@ -269,6 +289,8 @@ mod tests {
                 keys: 4,
                 warmup: Duration::ZERO,
                 measured: Duration::from_secs(2),
+                longest_gap: Duration::from_micros(12_500),
+                reconnects: 1,
             },
             &a,
         );
@@ -281,6 +303,8 @@ mod tests {
         assert_eq!(report.total.latency_us.p50, 100);
         assert_eq!(report.total.latency_us.max, 300);
         assert_eq!(report.total.error_count(), 2);
+        assert_eq!(report.errors, 2);
+        assert_eq!(report.longest_gap_ms, 12.5);
         assert_eq!(
             report.total.errors.keys().collect::<Vec<_>>(),
             ["-999", "NoNode"]
@@ -288,9 +312,13 @@ mod tests {
 
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("json");
         assert_eq!(json["total"]["ops"], 40);
+        assert_eq!(json["errors"], 2);
+        assert_eq!(json["longest_gap_ms"], 12.5);
+        assert_eq!(json["reconnects"], 1);
         assert_eq!(json["ops"][1]["latency_us"]["p50"], 100);
         let text = report.to_text();
         assert!(text.contains("NoNode=1"), "{text}");
-        assert!(text.lines().last().unwrap_or("").starts_with("total"));
+        assert!(text.contains("errors 2; longest gap"), "{text}");
+        assert!(text.contains("12.5 ms; reconnects 1"), "{text}");
     }
 }

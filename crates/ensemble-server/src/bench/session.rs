@@ -196,7 +196,16 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 impl Session {
     /// Connects to `addr` (`host:port`) and opens a new session with `session_timeout`.
     pub async fn connect(addr: &str, session_timeout: Duration) -> Result<Self, SessionError> {
-        let connect_timeout = Duration::from_secs(10);
+        Self::connect_within(addr, session_timeout, Duration::from_secs(10)).await
+    }
+
+    /// Like [`Session::connect`], giving up when the TCP connect or the handshake
+    /// takes longer than `connect_timeout`.
+    pub async fn connect_within(
+        addr: &str,
+        session_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, SessionError> {
         let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| SessionError::ConnectTimeout {

@@ -4,7 +4,11 @@
 //! Contract: [`setup`] creates `root` and `keys` children `root/k<i>` holding the value.
 //! [`drive`] keeps up to `in_flight` requests outstanding on one session until the
 //! window closes (or `stop` is cancelled), then waits for the replies still due, and
-//! tallies only requests sent inside the measured part of the window. Created nodes are
+//! tallies only requests sent inside the measured part of the window, and records when
+//! every successful reply inside it arrived. When its connection fails, the requests
+//! left without a reply count as `ConnectionLoss` errors (they may or may not have been
+//! applied) and the session reconnects, a new session on the next address, until the
+//! window closes; a failure is never fatal to the run. Created nodes are
 //! `root/s<session>-<n>`; a `delete` removes this session's oldest created node (and
 //! becomes a `create` when there is none). [`teardown`] deletes everything under
 //! `root` and `root` itself.
@@ -18,10 +22,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::gap::Completions;
 use super::mix::{Mix, OpKind};
+use super::reconnect::{reconnect, Rotation};
 use super::report::{error_name, Tally, MALFORMED_REPLY};
 use super::session::{ReplyReader, RequestWriter, Session, SessionError, REPLY_TIMEOUT};
-use super::StepFailure;
+use super::{StepFailure, SESSION_TIMEOUT};
 use crate::protocol::{
     Acl, CreateRequest, DeleteRequest, ErrorCode, ExistsRequest, GetChildrenRequest,
     GetDataRequest, Request, Response, SetDataRequest,
@@ -52,6 +58,10 @@ pub struct Window {
 #[derive(Debug, Default)]
 pub struct SessionOutcome {
     pub tally: Tally,
+    /// When its successful operations completed, for the longest gap.
+    pub completions: Completions,
+    /// New sessions it opened after its connection failed.
+    pub reconnects: u64,
     /// Nodes this session created and did not delete.
     pub created: Vec<String>,
 }
@@ -213,13 +223,18 @@ impl Chooser<'_> {
     }
 }
 
+/// Tells a session's two halves that its connection failed.
+#[derive(Clone, Default)]
+struct Broken(CancellationToken);
+
 async fn send_loop(
     writer: &mut RequestWriter,
     chooser: &mut Chooser<'_>,
     permits: &Semaphore,
-    sent: mpsc::UnboundedSender<Sent>,
+    sent: &mpsc::UnboundedSender<Sent>,
     until: Instant,
     stop: &CancellationToken,
+    broken: &Broken,
 ) -> Result<(), SessionError> {
     let deadline = tokio::time::sleep_until(until);
     tokio::pin!(deadline);
@@ -228,6 +243,7 @@ async fn send_loop(
         tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
+            () = broken.0.cancelled() => return Ok(()),
             () = &mut deadline => return Ok(()),
             permit = permits.acquire() => match permit {
                 Ok(permit) => permit.forget(),
@@ -257,40 +273,88 @@ async fn send_loop(
     }
 }
 
+/// What the replies of one session showed.
+struct Measured<'a> {
+    tally: &'a mut Tally,
+    completions: &'a mut Completions,
+    window: Window,
+}
+
+impl Measured<'_> {
+    /// A request whose outcome is unknown because its connection failed: an error,
+    /// named as ZooKeeper's clients name it.
+    fn in_doubt(&mut self, request: &Sent) {
+        if request.at >= self.window.measure_from {
+            self.tally
+                .record_error(request.kind, error_name(ErrorCode::ConnectionLoss.code()));
+        }
+    }
+}
+
 async fn receive_loop(
     reader: &mut ReplyReader,
     permits: &Semaphore,
-    mut sent: mpsc::UnboundedReceiver<Sent>,
-    measure_from: Instant,
-    tally: &mut Tally,
+    sent: &mut mpsc::UnboundedReceiver<Sent>,
+    measured: &mut Measured<'_>,
+    broken: &Broken,
 ) -> Result<(), SessionError> {
-    while let Some(request) = sent.recv().await {
-        let (header, body) = reader.reply_to(request.xid, REPLY_TIMEOUT).await?;
-        let latency = request.at.elapsed();
+    loop {
+        let request = tokio::select! {
+            biased;
+            () = broken.0.cancelled() => return Ok(()),
+            request = sent.recv() => match request {
+                Some(request) => request,
+                None => return Ok(()),
+            },
+        };
+        let reply = tokio::select! {
+            biased;
+            () = broken.0.cancelled() => Err(None),
+            reply = reader.reply_to(request.xid, REPLY_TIMEOUT) => reply.map_err(Some),
+        };
+        let (header, body) = match reply {
+            Ok(reply) => reply,
+            Err(failure) => {
+                measured.in_doubt(&request);
+                return failure.map_or(Ok(()), Err);
+            }
+        };
+        let done = Instant::now();
+        let latency = done - request.at;
         permits.add_permits(1);
-        if request.at < measure_from {
+        let ok = header.err == 0 && Response::decode_body(request.kind.op_code(), &body).is_ok();
+        if ok && done >= measured.window.measure_from {
+            measured
+                .completions
+                .record(done - measured.window.measure_from);
+        }
+        if request.at < measured.window.measure_from {
             continue;
         }
         if header.err != 0 {
-            tally.record_error(request.kind, error_name(header.err));
-        } else if Response::decode_body(request.kind.op_code(), &body).is_err() {
-            tally.record_error(request.kind, MALFORMED_REPLY.to_owned());
+            measured
+                .tally
+                .record_error(request.kind, error_name(header.err));
+        } else if !ok {
+            measured
+                .tally
+                .record_error(request.kind, MALFORMED_REPLY.to_owned());
         } else {
-            tally.record_ok(request.kind, latency);
+            measured.tally.record_ok(request.kind, latency);
         }
     }
-    Ok(())
 }
 
-/// Drives load through `session` for `window`; see the module contract.
-pub async fn drive(
+/// Drives load through one connection until the window closes, `stop`, or the
+/// connection fails; requests left without a reply count as in doubt. Gives the
+/// session back when it is still usable.
+async fn drive_connection(
     session: Session,
-    index: usize,
-    workload: Arc<Workload>,
+    chooser: &mut Chooser<'_>,
     in_flight: usize,
-    window: Window,
-    stop: CancellationToken,
-) -> Result<SessionOutcome, SessionError> {
+    measured: &mut Measured<'_>,
+    stop: &CancellationToken,
+) -> Result<Session, SessionError> {
     let session_id = session.session_id();
     let Session {
         mut reader,
@@ -298,8 +362,57 @@ pub async fn drive(
         ..
     } = session;
     let permits = Semaphore::new(in_flight.max(1));
-    let (sent_tx, sent_rx) = mpsc::unbounded_channel();
-    let failed = stop.child_token();
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel();
+    let broken = Broken::default();
+    let until = measured.window.until;
+    let (sent, received) = tokio::join!(
+        async {
+            let result = send_loop(
+                &mut writer,
+                chooser,
+                &permits,
+                &sent_tx,
+                until,
+                stop,
+                &broken,
+            )
+            .await;
+            if result.is_err() {
+                broken.0.cancel();
+            }
+            // Closing the channel lets the receiver finish once every reply is in.
+            drop(sent_tx);
+            result
+        },
+        async {
+            let result = receive_loop(&mut reader, &permits, &mut sent_rx, measured, &broken).await;
+            if result.is_err() {
+                broken.0.cancel();
+                // Wakes the sender if it waits for a permit.
+                permits.close();
+            }
+            result
+        },
+    );
+    while let Ok(request) = sent_rx.try_recv() {
+        measured.in_doubt(&request);
+    }
+    received?;
+    sent?;
+    Ok(Session::from_parts(reader, writer, session_id))
+}
+
+/// Drives load from one session for `window`, reconnecting through `rotation` when
+/// its connection fails; see the module contract.
+pub async fn drive(
+    session: Session,
+    index: usize,
+    workload: Arc<Workload>,
+    in_flight: usize,
+    window: Window,
+    stop: CancellationToken,
+    mut rotation: Rotation,
+) -> SessionOutcome {
     let mut chooser = Chooser {
         workload: &workload,
         rng: StdRng::from_rng(&mut rand::rng()),
@@ -308,47 +421,155 @@ pub async fn drive(
         created: VecDeque::new(),
     };
     let mut tally = Tally::default();
-    let (sent, received) = tokio::join!(
-        async {
-            let result = send_loop(
-                &mut writer,
-                &mut chooser,
-                &permits,
-                sent_tx,
-                window.until,
-                &failed,
-            )
-            .await;
-            if result.is_err() {
-                failed.cancel();
+    let mut completions = Completions::default();
+    let mut measured = Measured {
+        tally: &mut tally,
+        completions: &mut completions,
+        window,
+    };
+    let mut reconnects = 0;
+    let mut session = session;
+    loop {
+        match drive_connection(session, &mut chooser, in_flight, &mut measured, &stop).await {
+            Ok(done) => {
+                if let Err(e) = done.close().await {
+                    tracing::debug!(error = %e, "closing a bench session failed");
+                }
+                break;
             }
-            result
-        },
-        async {
-            let result = receive_loop(
-                &mut reader,
-                &permits,
-                sent_rx,
-                window.measure_from,
-                &mut tally,
-            )
-            .await;
-            if result.is_err() {
-                failed.cancel();
-                // Wakes the sender if it waits for a permit.
-                permits.close();
+            Err(e) => {
+                tracing::warn!(error = %e, session = index, "bench session lost its server");
+                let Some(next) =
+                    reconnect(&mut rotation, SESSION_TIMEOUT, window.until, &stop).await
+                else {
+                    break;
+                };
+                session = next;
+                reconnects += 1;
             }
-            result
-        },
-    );
-    received?;
-    sent?;
-    let created = chooser.created.into_iter().collect();
-    if let Err(e) = Session::from_parts(reader, writer, session_id)
-        .close()
-        .await
-    {
-        tracing::debug!(error = %e, "closing a bench session failed");
+        }
     }
-    Ok(SessionOutcome { tally, created })
+    SessionOutcome {
+        tally,
+        completions,
+        reconnects,
+        created: chooser.created.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::protocol::{
+        encode_connect_response, encode_reply, ConnectResponse, OpCode, ReplyHeader, Stat,
+    };
+
+    async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0; usize::try_from(u32::from_be_bytes(len)).ok()?];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(body)
+    }
+
+    /// A stand-in server for one session: answers every request as `exists` is
+    /// answered; with `dies`, it stops answering after the first duration and, after
+    /// the second, drops the connection and stops listening, like a killed process.
+    async fn fake_server(listener: TcpListener, dies: Option<(Duration, Duration)>) {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let started = Instant::now();
+        read_frame(&mut stream).await.expect("handshake");
+        let accepted = encode_connect_response(&ConnectResponse {
+            protocol_version: 0,
+            time_out: 30_000,
+            session_id: 1,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        });
+        stream.write_all(&accepted).await.expect("handshake reply");
+        while let Some(frame) = read_frame(&mut stream).await {
+            if let Some((answering, silent)) = dies {
+                if started.elapsed() >= answering {
+                    tokio::time::sleep(silent).await;
+                    return;
+                }
+            }
+            let xid = i32::from_be_bytes(frame[0..4].try_into().expect("xid"));
+            let op = i32::from_be_bytes(frame[4..8].try_into().expect("op"));
+            let body = if op == OpCode::CloseSession.code() {
+                Response::Empty
+            } else {
+                Response::Stat(Stat::default())
+            };
+            let header = ReplyHeader {
+                xid,
+                zxid: 1,
+                err: 0,
+            };
+            if stream
+                .write_all(&encode_reply(&header, &body))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_whose_server_dies_moves_on_and_counts_its_requests_in_doubt() {
+        let dying = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let healthy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addrs: Arc<[String]> = [&dying, &healthy]
+            .iter()
+            .map(|l| l.local_addr().expect("addr").to_string())
+            .collect();
+        let answering = Duration::from_millis(300);
+        let silent = Duration::from_millis(200);
+        tokio::spawn(fake_server(dying, Some((answering, silent))));
+        tokio::spawn(fake_server(healthy, None));
+
+        let workload = Arc::new(Workload {
+            root: "/r".into(),
+            keys: vec!["/r/k0".into()],
+            value: Vec::new(),
+            mix: "exists=1".parse().expect("mix"),
+        });
+        let session = Session::connect(&addrs[0], SESSION_TIMEOUT)
+            .await
+            .expect("connect");
+        let start = Instant::now();
+        let length = Duration::from_millis(1000);
+        let window = Window {
+            measure_from: start,
+            until: start + length,
+        };
+        let in_flight = 4;
+        let outcome = drive(
+            session,
+            0,
+            workload,
+            in_flight,
+            window,
+            CancellationToken::new(),
+            Rotation::starting_at(Arc::clone(&addrs), 1),
+        )
+        .await;
+
+        assert_eq!(outcome.reconnects, 1);
+        let exists = outcome.tally.kind(OpKind::Exists).expect("exists tallied");
+        // Every request outstanding when the server went silent is in doubt.
+        assert_eq!(
+            exists.errors,
+            [("ConnectionLoss".to_owned(), in_flight as u64)].into()
+        );
+        assert!(exists.latencies.len() > 0);
+        let gap = outcome.completions.longest_gap(length);
+        assert!(gap >= silent && gap < answering + silent, "{gap:?}");
+    }
 }
