@@ -138,7 +138,7 @@ mod recovery {
         let Err(reason) = LogStore::open(dir.path()) else {
             panic!("opened twice");
         };
-        assert!(reason.contains("locked"), "{reason}");
+        assert!(reason.contains("in use by another process"), "{reason}");
         log.truncate_after(Some(openraft::testing::log_id::<C>(1, 1, 1)))
             .await
             .unwrap();
