@@ -83,7 +83,8 @@ class Server:
     def start(self):
         self._log = open(self.log_path, "ab", buffering=0)
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "debug")
+        # openraft at debug logs every heartbeat: enough to slow elections on a busy machine.
+        env.setdefault("RUST_LOG", "debug,openraft=warn")
         env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
             _local_command(self.binary),

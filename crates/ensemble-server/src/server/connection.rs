@@ -246,6 +246,7 @@ impl Connection {
             .reconnect(request.session_id, &request.passwd, now)
         {
             Ok(time_out) => {
+                state.touched(request.session_id);
                 state.attach_session(request.session_id, self.id);
                 self.stats.session_attached(request.session_id, time_out);
                 self.session_id = Some(request.session_id);

@@ -80,6 +80,7 @@ pub(crate) fn handle(
     request: Request,
 ) -> Option<Ready> {
     let now = state.now_ms();
+    state.touched(caller.session_id);
     if !state.sessions.touch(caller.session_id, now) {
         return Some(ready(state, xid, Err(ErrorCode::SessionExpired), true));
     }

@@ -142,6 +142,8 @@ pub(crate) struct State {
     pub reconfig_enabled: bool,
     /// Whether this member led at the last session tick.
     leading: bool,
+    /// Sessions with a sign of life since the last report to the leader.
+    touched: std::collections::HashSet<i64>,
     started: Instant,
 }
 
@@ -180,6 +182,7 @@ impl State {
             background: None,
             reconfig_enabled: config.reconfig_enabled,
             leading: false,
+            touched: std::collections::HashSet::new(),
             started: Instant::now(),
         }
     }
@@ -316,7 +319,10 @@ impl State {
                 self.notify(notification, zxid);
             }
         }
-        self.after_apply(&command.txn, &result);
+        // The proposer's reply first: a closeSession's reply must precede the close
+        // that its application sends.
+        let txn = command.txn;
+        let outcome = result.outcome.clone();
         if command.member == self.my_id {
             if let Some(pending) = self.pending.remove(&command.seq) {
                 let ready = (pending.finish)(zxid, result);
@@ -324,13 +330,14 @@ impl State {
                 drain(self, pending.conn);
             }
         }
+        self.after_apply(&txn, &outcome);
         self.release_waiting();
     }
 
     /// Keeps the session table in step with the replicated sessions.
-    fn after_apply(&mut self, txn: &Txn, result: &TxnResult) {
+    fn after_apply(&mut self, txn: &Txn, outcome: &Outcome) {
         let now = self.now_ms();
-        match (txn, &result.outcome) {
+        match (txn, outcome) {
             (
                 Txn::CreateSession {
                     session_id,
@@ -565,10 +572,17 @@ impl State {
         self.propose(Origin::system(), Txn::CloseSession { session_id }, reply);
     }
 
-    /// The sessions attached to this member's connections: the liveness a member
-    /// reports to the leader every tick.
-    pub fn alive_sessions(&self) -> Vec<i64> {
-        self.session_conns.keys().copied().collect()
+    /// Notes that a session attached here showed a sign of life (a request, a
+    /// ping, a reconnect): the leader hears of it at the next tick.
+    pub fn touched(&mut self, session_id: i64) {
+        self.touched.insert(session_id);
+    }
+
+    /// The sessions that showed a sign of life here since the last report: the
+    /// liveness a member reports to the leader every tick. A client that keeps its
+    /// connection open but sends nothing is not alive, as in ZooKeeper.
+    pub fn alive_sessions(&mut self) -> Vec<i64> {
+        self.touched.drain().collect()
     }
 
     /// On the leader: sessions another member reported alive.
