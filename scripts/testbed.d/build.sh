@@ -82,7 +82,7 @@ build_kubernetes() {
   [[ -n "$date" ]] || date="1970-01-01T00:00:00Z"
   date="${date%%.*}"; date="${date%Z}Z"
   local ld=(-s -w)
-  local pkg key val
+  local pkg key
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     for key in gitVersion=$K8S_VERSION gitMajor=1 gitMinor=$minor buildDate=$date; do
       ld+=("-X" "$pkg.$key")
@@ -101,7 +101,7 @@ build_kubernetes() {
   done
   "$scratch/bin/kubectl" version --client -o json | grep -q "\"gitVersion\": \"$K8S_VERSION\"" \
     || { rm -rf "$scratch"; die "the built kubectl does not report $K8S_VERSION"; }
-  rm -rf "$out"; mv "$scratch" "$out"
+  chmod 755 "$scratch"; rm -rf "$out"; mv "$scratch" "$out"
 }
 
 # --- etcd ---------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ build_etcd() {
   timing "etcd-$ETCD_VERSION" $((SECONDS - start))
   "$scratch/bin/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" \
     || { rm -rf "$scratch"; die "the built etcd does not report $ETCD_VERSION"; }
-  rm -rf "$out"; mv "$scratch" "$out"
+  chmod 755 "$scratch"; rm -rf "$out"; mv "$scratch" "$out"
 }
 
 # --- CoreDNS ------------------------------------------------------------------------------------
@@ -167,13 +167,13 @@ build_coredns() {
   timing "coredns-$COREDNS_VERSION" $((SECONDS - start))
   "$scratch/bin/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" \
     || { rm -rf "$scratch"; die "the built coredns does not report $COREDNS_VERSION"; }
-  rm -rf "$out"; mv "$scratch" "$out"
+  chmod 755 "$scratch"; rm -rf "$out"; mv "$scratch" "$out"
 }
 
 # --- our own small binaries: the pause process and the probe --------------------------------------
 # Both are sources of this repository (testbed/pause, testbed/probe), keyed by a hash of them.
 build_pause() {
-  local h; h="$(cat "$TB_SRC/pause/pause.c" | sha256sum | cut -c1-12)"
+  local h; h="$(sha256sum <"$TB_SRC/pause/pause.c" | cut -c1-12)"
   PAUSE_DIR="$TB_CACHE/pause-$h"
   if [[ -x "$PAUSE_DIR/bin/pause" ]]; then return 0; fi
   local scratch; scratch="$(mktemp -d "$TB_CACHE/.pause.XXXXXX")"
