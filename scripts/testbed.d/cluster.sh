@@ -18,7 +18,7 @@ daemon_pid() { # prints the pid of a running daemon NAME, or fails
   local f="$RUN/pids/$1.pid" pid
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
-  [[ -d "/proc/$pid" ]] || return 1
+  alive "$pid" || return 1
   # The pid must still be our process: same executable as recorded.
   [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$(cat "$RUN/pids/$1.exe")" ]] || return 1
   echo "$pid"
@@ -40,12 +40,23 @@ start_daemon() {
   log "$name: started (pid $!, log $RUN/logs/$name.log)"
 }
 
-stop_daemon() { # stop_daemon NAME: TERM, then KILL after 10 s
+# alive PID: the process exists and is not a zombie (a daemon outlives the `up` that started it,
+# and whoever inherits it may reap it late).
+alive() {
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$st" && "${st:0:1}" != Z ]]
+}
+
+stop_daemon() { # stop_daemon NAME: TERM to its process group, KILL after 10 s
   local pid
   pid="$(daemon_pid "$1")" || { rm -f "$RUN/pids/$1.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do [[ -d "/proc/$pid" ]] || break; sleep 0.1; done
-  if [[ -d "/proc/$pid" ]]; then log "$1: did not stop on TERM, killing"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  # Each daemon leads its own process group (setsid), which holds its children too: socat's
+  # forked connection handlers, for one, keep the listening socket open after their parent dies.
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+  if alive "$pid"; then log "$1: did not stop on TERM, killing"; fi
+  kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$RUN/pids/$1.pid"
   log "$1: stopped"
 }
@@ -328,7 +339,7 @@ EOF
     --root-dir="$d/root" --cert-dir="$d/pki" \
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
   wait_until kubelet 120 kc_ns get node "$NODE_NAME"
-  wait_until kubelet 120 kc_ns wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
+  wait_until node 120 kc_ns wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
 }
 
 start_kube_proxy() {
@@ -393,6 +404,9 @@ cmd_up() {
   mkdir -p "$RUN"
   echo "$HELM_BIN" >"$RUN/helm-path"
   log "build cache ready ($((SECONDS - start))s); starting the cluster"
+  if ! daemon_pid apiserver-forward >/dev/null && [[ -n "$(ss -Hltn "sport = :$API_PORT" 2>/dev/null)" ]]; then
+    die "127.0.0.1:$API_PORT is taken by another program; choose another port with TESTBED_API_PORT"
+  fi
   make_pki
   make_kubeconfigs
   setup_netns
@@ -504,6 +518,8 @@ cmd_down() {
   if [[ -e "$NS_PATH" ]]; then ip netns del "$NETNS" && log "network namespace $NETNS: removed"; fi
   # The hostPath provisioner's volumes (kube-controller-manager's fixed directory).
   rm -rf /tmp/hostpath_pv
+  # containerd and runc keep fixed directories under /run/containerd; drop the empty ones.
+  if [[ -d /run/containerd ]]; then find /run/containerd -depth -type d -empty -delete 2>/dev/null || true; fi
   rm -rf "$RUN"
   log "down: done ($((SECONDS - start))s)"
 }
