@@ -418,6 +418,7 @@ cmd_up() {
   start_scheduler
   start_containerd
   import_images
+  if [[ "${TESTBED_PROJECT_IMAGE:-1}" == 1 ]]; then cmd_image >/dev/null; fi
   start_kubelet
   start_kube_proxy
   apply_addons

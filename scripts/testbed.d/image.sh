@@ -1,7 +1,7 @@
 # Sourced by scripts/testbed: packs a directory as a one-layer OCI image archive, by hand, for
 # `ctr images import` (there is no registry and no image builder on this machine).
 #
-#   oci_archive NAME:TAG ROOTFS_DIR OUT.tar ENTRYPOINT...
+#   [OCI_USER=UID:GID] oci_archive NAME:TAG ROOTFS_DIR OUT.tar ENTRYPOINT...
 #
 # The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) whose index names
 # the image both ways containerd reads: io.containerd.image.name (the full reference) and
@@ -30,8 +30,8 @@ oci_archive() {
   local layer_size; layer_size="$(stat -c %s "$tmp/layer.tar.gz")"
   local layer; layer="$(_blob "$tmp/layout" "$tmp/layer.tar.gz")"
 
-  printf '{"architecture":"amd64","os":"linux","config":{"Entrypoint":%s,"Env":["PATH=/usr/local/bin:/usr/bin:/bin:/"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/testbed oci_archive"}]}' \
-    "$(_json_str_array "$@")" "$diff_id" >"$tmp/config.json"
+  printf '{"architecture":"amd64","os":"linux","config":{"User":"%s","Entrypoint":%s,"Env":["PATH=/usr/local/bin:/usr/bin:/bin:/"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/testbed oci_archive"}]}' \
+    "${OCI_USER:-0:0}" "$(_json_str_array "$@")" "$diff_id" >"$tmp/config.json"
   local config_size; config_size="$(stat -c %s "$tmp/config.json")"
   local config; config="$(_blob "$tmp/layout" "$tmp/config.json")"
 
@@ -68,4 +68,51 @@ image_from_binaries() {
   done
   oci_archive "$ref" "$root" "$out" "${entry[@]}"
   rm -rf "$root"
+}
+
+# --- the project's image ---------------------------------------------------------------------------
+# What the Dockerfile makes (the release `ensemble` binary on a distroless glibc base, user 65532),
+# made without an image builder: the binary, the shared libraries it links (read with ldd) and a
+# passwd with the nonroot user. Named as the chart's default image (ensemble:<appVersion>), which
+# containerd stores as docker.io/library/ensemble:<version>.
+build_project_image() {
+  local version target bin
+  version="$(awk -F'"' '/^version *=/ { print $2; exit }' "$REPO/Cargo.toml")"
+  [[ -n "$version" ]] || die "cannot read the version from Cargo.toml"
+  PROJECT_IMAGE="docker.io/library/ensemble:$version"
+  target="$TB_CACHE/cargo-target"
+  log "project image: cargo build --release --bin ensemble (nice 19, ${TESTBED_BUILD_JOBS:-1} job(s), target $target)"
+  (cd "$REPO" && CARGO_TARGET_DIR="$target" nice -n 19 cargo build --release --locked --bin ensemble \
+     -j "${TESTBED_BUILD_JOBS:-1}" >&2) || die "cargo build failed"
+  bin="$target/release/ensemble"
+  local h; h="$(sha256sum <"$bin" | cut -c1-12)"
+  PROJECT_ARCHIVE="$TB_CACHE/images/ensemble-$version-$h.tar"
+  [[ -f "$PROJECT_ARCHIVE" ]] && return 0
+  mkdir -p "$TB_CACHE/images"
+  local root; root="$(mktemp -d)"
+  mkdir -p "$root"/{etc,tmp,dev,proc,sys,run,usr/local/bin,home/nonroot}
+  chmod 1777 "$root/tmp"
+  chown 65532:65532 "$root/home/nonroot"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
+  cp "$bin" "$root/usr/local/bin/ensemble"
+  local lib
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+  OCI_USER=65532:65532 oci_archive "$PROJECT_IMAGE" "$root" "$PROJECT_ARCHIVE" /usr/local/bin/ensemble
+  rm -rf "$root"
+  log "project image: $PROJECT_IMAGE in $PROJECT_ARCHIVE"
+}
+
+cmd_image() {
+  build_project_image
+  if daemon_pid containerd >/dev/null 2>&1; then
+    log "project image: importing $PROJECT_IMAGE into the node"
+    ctr_ images import "$PROJECT_ARCHIVE" >&2 || die "importing $PROJECT_ARCHIVE failed"
+  else
+    log "project image: the test bed is not up; \`up\` imports it"
+  fi
+  echo "$PROJECT_ARCHIVE"
 }
