@@ -188,6 +188,7 @@ build_pause() {
 build_probe() {
   local h; h="$(cat "$TB_SRC/probe/go.mod" "$TB_SRC/probe/main.go" | sha256sum | cut -c1-12)"
   PROBE_DIR="$TB_CACHE/probe-$h"
+  PROBE_IMAGE="testbed.local/probe:$h"   # tagged by its source, so that a change is reimported
   if [[ -x "$PROBE_DIR/bin/probe" ]]; then return 0; fi
   build_env
   local scratch; scratch="$(mktemp -d "$TB_CACHE/.probe.XXXXXX")"

@@ -357,6 +357,7 @@ clusterCIDR: $POD_CIDR
 bindAddress: 0.0.0.0
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: [primary]
 iptables:
   minSyncPeriod: 1s
 conntrack:
@@ -367,6 +368,17 @@ conntrack:
 EOF
   start_daemon kube-proxy ns "$(K8S_BIN)/kube-proxy" --config="$d/config.yaml" --v=1
   wait_until kube-proxy 60 in_ns curl -sf http://127.0.0.1:10256/healthz
+}
+
+# kube-controller-manager's hostPath provisioner makes each volume directory root-owned, mode
+# 0750, and the kubelet applies no fsGroup to hostPath volumes, so a non-root pod (the ensemble
+# image runs as 65532) could not write its PVC. Real storage honours fsGroup, and kind's
+# local-path provisioner makes its directories 0777: this loop does the same for ours, within a
+# fraction of a second of their creation (before a pod can be scheduled onto the new claim).
+start_volume_permissions() {
+  mkdir -p /tmp/hostpath_pv
+  start_daemon volume-permissions host "$(command -v bash)" -c \
+    'while sleep 0.2; do find /tmp/hostpath_pv -mindepth 1 -maxdepth 1 -type d ! -perm 1777 -exec chmod 1777 {} +; done'
 }
 
 apply_addons() {
@@ -414,6 +426,7 @@ cmd_up() {
   start_etcd
   start_apiserver
   start_host_forward
+  start_volume_permissions
   start_controller_manager
   start_scheduler
   start_containerd
@@ -438,7 +451,7 @@ cmd_env() {
 
 cmd_status() {
   local n pid
-  for n in etcd kube-apiserver apiserver-forward-ns apiserver-forward kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+  for n in etcd kube-apiserver apiserver-forward-ns apiserver-forward volume-permissions kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
     if pid="$(daemon_pid "$n")"; then printf '%-26s running (pid %s)\n' "$n" "$pid"; else printf '%-26s not running\n' "$n"; fi
   done
   if daemon_pid kube-apiserver >/dev/null; then kc_ns get nodes -o wide; kc_ns get pods -A -o wide; fi
@@ -501,6 +514,7 @@ cmd_down() {
     cleanup_node_leftovers
     stop_daemon kube-scheduler
     stop_daemon kube-controller-manager
+    stop_daemon volume-permissions
     stop_daemon apiserver-forward
     stop_daemon apiserver-forward-ns
     stop_daemon kube-apiserver

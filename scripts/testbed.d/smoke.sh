@@ -12,6 +12,7 @@ smoke_step() { log "smoke: $*"; }
 smoke_cluster() {
   local start=$SECONDS out
   [[ -f "$RUN/kubeconfig.yaml" ]] || die "the test bed is not up (scripts/testbed up)"
+  build_probe   # sets PROBE_IMAGE
 
   smoke_step "kubectl get --raw /version"
   out="$(hk get --raw /version)"

@@ -7,6 +7,7 @@
 //	probe get HOST:PORT          prints what serve answered
 //	probe wait-get SECS HOST:PORT retries get until it succeeds or SECS pass
 //	probe hostname               prints the hostname
+//	probe write-file PATH        writes the hostname to PATH (checks a volume is writable)
 //
 // Commands can be chained with "--": probe wait-lookup 60 a.b -- get a.b:80 runs both in turn.
 package main
@@ -25,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: probe sleep | lookup NAME... | wait-lookup SECS NAME | serve PORT | get HOST:PORT | wait-get SECS HOST:PORT | hostname [-- more]")
+		fail("usage: probe sleep | lookup NAME... | wait-lookup SECS NAME | serve PORT | get HOST:PORT | wait-get SECS HOST:PORT | hostname | write-file PATH [-- more]")
 	}
 	var cmd []string
 	for _, a := range append(os.Args[1:], "--") {
@@ -101,6 +102,14 @@ func run(name string, args []string) {
 				fail(err.Error())
 			}
 			time.Sleep(time.Second)
+		}
+	case "write-file":
+		if len(args) != 1 {
+			fail("usage: probe write-file PATH")
+		}
+		h, _ := os.Hostname()
+		if err := os.WriteFile(args[0], []byte(h+"\n"), 0o644); err != nil {
+			fail(err.Error())
 		}
 	case "hostname":
 		h, err := os.Hostname()
