@@ -475,9 +475,10 @@ cleanup_node_leftovers() {
   # Every process in the cgroup subtree of the node's pods.
   for h in "${CGROUP_HIERARCHIES[@]}"; do
     [[ -d "/sys/fs/cgroup/$h$CGROUP_ROOT" ]] || continue
-    while read -r f; do
-      while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$f"
-    done < <(find "/sys/fs/cgroup/$h$CGROUP_ROOT" -name cgroup.procs)
+    # A cgroup can vanish between find and read: cat's failure is not down's.
+    for pid in $(find "/sys/fs/cgroup/$h$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null); do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
   done
   stop_daemon containerd
   # Shims of our containerd.
@@ -511,7 +512,7 @@ cmd_down() {
   if [[ -d "$RUN" ]]; then
     stop_daemon kube-proxy
     stop_daemon kubelet
-    cleanup_node_leftovers
+    cleanup_node_leftovers || log "warning: cleaning up the node's containers failed part way"
     stop_daemon kube-scheduler
     stop_daemon kube-controller-manager
     stop_daemon volume-permissions
