@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use ensemble::operator::OperatorOptions;
 use ensemble::telemetry::{self, LogFormat};
+use ensemble_server::bench::BenchArgs;
 use ensemble_server::cli::{LocalArgs, ServerArgs};
 
 #[derive(Parser)]
@@ -35,6 +36,8 @@ enum Command {
     Server(ServerArgs),
     /// Run an ensemble on this machine, without Kubernetes.
     Local(LocalArgs),
+    /// Load a ZooKeeper-compatible server and report throughput and latency.
+    Bench(BenchArgs),
     /// Print the CoordinationCluster CRD as YAML.
     Crd {
         /// Print the Helm chart's template of the CRD instead.
@@ -68,6 +71,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Local(args) => {
             telemetry::init_logging(cli.log_format);
             Ok(ensemble_server::cli::run_local(args).await?)
+        }
+        Command::Bench(args) => {
+            telemetry::init_logging(cli.log_format);
+            Ok(ensemble_server::bench::run(args).await?)
         }
     }
 }

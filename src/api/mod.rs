@@ -37,7 +37,9 @@ pub fn crd() -> CustomResourceDefinition {
                 message: Some(format!(
                     "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter) of at most {MAX_NAME_LENGTH} characters: it names the StatefulSet, the Services and the member pods"
                 )),
-                field_path: Some(".metadata.name".into()),
+                // No fieldPath: the API server accepts only paths into the schema's
+                // declared properties, and `metadata` is not one (it refuses the CRD
+                // with "must be a valid path"). The message names the field instead.
                 ..ValidationRule::default()
             }]);
         }

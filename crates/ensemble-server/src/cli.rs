@@ -2,14 +2,18 @@
 //! to wire into its clap parser.
 //!
 //! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]), recovers
-//! the member's data directory, binds `0.0.0.0:clientPort` and serves until Ctrl-C.
+//! the member's data directory, binds `0.0.0.0:clientPort` and, if
+//! `admin.enableServer`, `0.0.0.0:admin.serverPort`, and serves until Ctrl-C.
 //! [`run_local`] runs an ensemble on 127.0.0.1; only `--members 1` exists until
 //! replication lands (other sizes are a [`CliError::MembersUnsupported`]). With
 //! `--data-dir D` member `i` keeps its data in `D/member-i`, so a second run on the
 //! same directory finds it; without, data lives in memory. Its first line on stdout
-//! is the connection string, printed once the member has recovered and listens.
-//! Every startup failure (configuration, data directory, port) is an error that
-//! names what failed, before anything is served.
+//! is the connection string, printed once the member has recovered and listens;
+//! the admin port (`--admin-port`, by default any free port, so that several
+//! local ensembles and tests never collide) is announced on stderr as
+//! `admin: http://127.0.0.1:PORT`, never on stdout. Every startup failure
+//! (configuration, data directory, port) is an error that names what failed,
+//! before anything is served.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -19,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, ServerConfig};
-use crate::server::{Member, ServerError};
+use crate::server::{Listeners, Member, ServerError};
 
 /// `ensemble server`.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +46,10 @@ pub struct LocalArgs {
     /// data is kept in memory and lost on exit.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Admin HTTP port of the first member (/livez, /readyz, /status, /metrics); by
+    /// default (0) any free port, announced on stderr.
+    #[arg(long, default_value_t = 0)]
+    pub admin_port: u16,
 }
 
 /// Why a subcommand failed.
@@ -105,11 +113,26 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     for key in &config.ignored_keys {
         tracing::warn!(key = %key, "ignoring unknown configuration key");
     }
-    let port = config.client_port;
-    let member = Member::open(config)?;
-    let listener = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await?;
-    tracing::info!(port, "serving clients");
-    member.serve(listener, ctrl_c_token()).await?;
+    let member = Member::open(config.clone())?;
+    let listener = bind(SocketAddr::from((
+        Ipv4Addr::UNSPECIFIED,
+        config.client_port,
+    )))
+    .await?;
+    let admin = if config.admin_enabled {
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.admin_port));
+        let admin = bind(addr).await?;
+        tracing::info!(port = config.admin_port, "serving the admin HTTP port");
+        Some(admin)
+    } else {
+        None
+    };
+    tracing::info!(port = config.client_port, "serving clients");
+    let listeners = Listeners {
+        client: listener,
+        admin,
+    };
+    member.serve(listeners, ctrl_c_token()).await?;
     Ok(())
 }
 
@@ -127,8 +150,17 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     let port = listener
         .local_addr()
         .map_or(args.client_port, |addr| addr.port());
+    let admin = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port))).await?;
+    let admin_port = admin
+        .local_addr()
+        .map_or(args.admin_port, |addr| addr.port());
     println!("127.0.0.1:{port}");
-    member.serve(listener, ctrl_c_token()).await?;
+    eprintln!("admin: http://127.0.0.1:{admin_port}");
+    let listeners = Listeners {
+        client: listener,
+        admin: Some(admin),
+    };
+    member.serve(listeners, ctrl_c_token()).await?;
     Ok(())
 }
 
@@ -142,6 +174,7 @@ mod tests {
             members: 3,
             client_port: 0,
             data_dir: None,
+            admin_port: 0,
         })
         .await
         .expect_err("not built yet");
@@ -156,6 +189,7 @@ mod tests {
             members: 1,
             client_port: 0,
             data_dir: Some(file.clone()),
+            admin_port: 0,
         })
         .await
         .expect_err("a file is not a directory");

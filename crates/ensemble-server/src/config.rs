@@ -7,7 +7,9 @@
 //! names the offending key or line. Keys it does not know (ZooKeeper has many) are
 //! kept in [`ServerConfig::ignored_keys`] for the caller to report, not rejected.
 //! As in ZooKeeper, the session timeout bounds default to 2 and 20 ticks unless
-//! set explicitly, and `min <= max` is required.
+//! set explicitly, and `min <= max` is required. The admin HTTP port is ZooKeeper's
+//! `admin.enableServer` (default true) and `admin.serverPort` (default 8080; the
+//! operator's `adminPort` is the same setting).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -65,8 +67,10 @@ pub struct ServerConfig {
     /// `znode.container.maxNeverUsedIntervalMs`: a container that never had children
     /// is deleted after this long (0 = never).
     pub container_max_never_used_ms: i64,
-    /// `admin.serverPort` in ZooKeeper; `adminPort` here.
+    /// `admin.serverPort` (ZooKeeper's name; `adminPort` is accepted too): the admin HTTP port.
     pub admin_port: u16,
+    /// `admin.enableServer`: whether the admin HTTP port is served at all.
+    pub admin_enabled: bool,
     /// `peerPort`: the Raft port.
     pub peer_port: u16,
     /// `peerAddressTemplate`, e.g. `x-{ordinal}.x-peers.ns.svc.cluster.local`.
@@ -100,6 +104,7 @@ impl Default for ServerConfig {
             container_check_interval_ms: 60_000,
             container_max_never_used_ms: 0,
             admin_port: 8080,
+            admin_enabled: true,
             peer_port: 2888,
             peer_address_template: None,
             super_digest: None,
@@ -192,7 +197,10 @@ impl ServerConfig {
                     cfg.container_max_never_used_ms =
                         parse("znode.container.maxNeverUsedIntervalMs", value)?
                 }
-                "adminPort" => cfg.admin_port = parse("adminPort", value)?,
+                "admin.serverPort" | "adminPort" => {
+                    cfg.admin_port = parse("admin.serverPort", value)?
+                }
+                "admin.enableServer" => cfg.admin_enabled = parse("admin.enableServer", value)?,
                 "peerPort" => cfg.peer_port = parse("peerPort", value)?,
                 "peerAddressTemplate" => cfg.peer_address_template = Some(value.to_owned()),
                 "superDigest" => cfg.super_digest = Some(value.to_owned()),
@@ -265,6 +273,18 @@ mod tests {
             Some("x-{ordinal}.x-peers")
         );
         assert_eq!(cfg.ignored_keys, vec!["initLimit".to_owned()]);
+    }
+
+    #[test]
+    fn admin_keys_use_zookeepers_names() {
+        let cfg = ServerConfig::from_properties("admin.serverPort=9090\nadmin.enableServer=false")
+            .expect("valid");
+        assert_eq!((cfg.admin_port, cfg.admin_enabled), (9090, false));
+        assert!(cfg.ignored_keys.is_empty());
+        let err = ServerConfig::from_properties("admin.enableServer=no").expect_err("bool");
+        assert!(err
+            .to_string()
+            .starts_with("admin.enableServer: invalid value"));
     }
 
     #[test]

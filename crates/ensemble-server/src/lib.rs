@@ -12,9 +12,13 @@
 //! On top of them, with I/O:
 //! - [`storage`]: the transaction log and snapshots in a data directory, and
 //!   recovery from them.
-//! - [`server`]: the tokio network layer of one member.
+//! - [`server`]: the tokio network layer of one member, with its four-letter
+//!   words and its admin HTTP port (probes, status, metrics).
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
+//! - [`bench`]: the `ensemble bench` load generator, a client of any ZooKeeper-compatible
+//!   server.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod protocol;

@@ -15,6 +15,8 @@
 //!   table per event, and notifications come out ordered by watcher id.
 //! - [`WatchManager::set_watches`] re-registers a reconnecting client's watches,
 //!   firing at once for changes it missed since `relative_zxid`.
+//! - [`WatchManager::len`] counts both tables (ZooKeeper's `zk_watch_count`);
+//!   [`WatchManager::data_summary`] only the data table (ZooKeeper's `wchs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -278,6 +280,25 @@ impl<W: Ord + Clone> WatchManager<W> {
         }
         now
     }
+
+    /// ZooKeeper's `wchs` figures, which it takes from the data table only (child
+    /// watches are not in them): watchers, watched paths and (path, watcher) pairs.
+    pub fn data_summary(&self) -> WatchSummary {
+        let watchers: BTreeSet<&W> = self.data.paths.values().flat_map(BTreeMap::keys).collect();
+        WatchSummary {
+            watchers: watchers.len(),
+            paths: self.data.paths.len(),
+            watches: self.data.len(),
+        }
+    }
+}
+
+/// See [`WatchManager::data_summary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchSummary {
+    pub watchers: usize,
+    pub paths: usize,
+    pub watches: usize,
 }
 
 #[cfg(test)]
@@ -290,6 +311,21 @@ mod tests {
 
     fn who(ns: &[Notification<u32>]) -> Vec<(u32, EventType)> {
         ns.iter().map(|n| (n.watcher, n.event_type)).collect()
+    }
+
+    #[test]
+    fn the_summary_counts_the_data_table_as_zookeeper_does() {
+        let mut m = WatchManager::new();
+        m.add_data_watch("/a", 1);
+        m.add_data_watch("/a", 2);
+        m.add_data_watch("/b", 1);
+        m.add_child_watch("/c", 3);
+        let summary = m.data_summary();
+        assert_eq!(
+            (summary.watchers, summary.paths, summary.watches),
+            (2, 2, 3)
+        );
+        assert_eq!(m.len(), 4);
     }
 
     #[test]

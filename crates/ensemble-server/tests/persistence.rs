@@ -103,8 +103,8 @@ async fn acknowledged_writes_survive_a_restart() {
         .create("/eph", b"", &EPHEMERAL)
         .await
         .expect("ephemeral");
-    drop(owner);
-    drop(client);
+    let owner_session = owner.session_id().0;
+    drop((client, owner));
     server.stop().await;
 
     let server = start(config(&dir)).await;
@@ -126,10 +126,11 @@ async fn acknowledged_writes_survive_a_restart() {
         .expect("seq after restart");
     assert_eq!(sequence.into_i64(), 4);
     assert!(path_stat.czxid > stat.mzxid, "zxids continue after the log");
+    let eph = client.check_stat("/eph").await.expect("exists");
     assert_eq!(
-        client.check_stat("/eph").await.expect("exists"),
-        None,
-        "the ephemeral went with its session when the member shut down"
+        eph.map(|s| s.ephemeral_owner),
+        Some(owner_session),
+        "a graceful stop keeps sessions and their ephemerals"
     );
     drop(client);
     server.stop().await;
@@ -178,6 +179,49 @@ async fn snapshots_are_taken_and_old_files_purged() {
     let (_, root) = client.get_children("/").await.expect("children");
     assert_eq!(root.num_children, 301, "300 nodes and /zookeeper");
     drop(client);
+    server.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A session restored after a restart whose client never returns expires, and
+/// its ephemerals go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_session_expires_if_its_client_never_returns() {
+    let dir = temp_dir("expiry");
+    let cfg = ServerConfig {
+        tick_time_ms: 100,
+        min_session_timeout_ms: 500,
+        max_session_timeout_ms: 1_000,
+        ..config(&dir)
+    };
+    let server = start(cfg.clone()).await;
+    let owner = tokio::time::timeout(
+        WAIT,
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_millis(1_000))
+            .connect(&server.addr),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect");
+    owner
+        .create("/eph", b"", &EPHEMERAL)
+        .await
+        .expect("ephemeral");
+    server.stop().await;
+
+    // The owner knows only the old address, so it cannot come back.
+    let server = start(cfg).await;
+    let client = server.client().await;
+    assert!(client.check_stat("/eph").await.expect("exists").is_some());
+    tokio::time::timeout(WAIT, async {
+        while client.check_stat("/eph").await.expect("exists").is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the restored session expires and its ephemeral is deleted");
+    drop((client, owner));
     server.stop().await;
     std::fs::remove_dir_all(dir).ok();
 }

@@ -10,6 +10,7 @@
 //! only. Leaving detaches the session (it lives on until it expires) and drops the
 //! connection's watches.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -30,6 +31,7 @@ use crate::tree::{Origin, Txn};
 use super::four_letter;
 use super::handler::{submit, Caller};
 use super::state::{ConnId, Finish, Outbound, Ready, State};
+use super::stats::{ConnectionStats, InFlight};
 use super::Shared;
 
 /// Why a connection is being closed, for the log.
@@ -38,6 +40,9 @@ enum Stop {
     /// Keep reading.
     Continue,
     Close(String),
+    /// Stop reading; the connection closes once the replies already queued (the
+    /// last of which closes it) have gone out.
+    AfterReplies(String),
 }
 
 struct Connection {
@@ -48,6 +53,12 @@ struct Connection {
     session_id: Option<i64>,
     /// Whether any frame has been seen (four-letter words come only first).
     started: bool,
+    stats: Arc<ConnectionStats>,
+    /// Requests not answered yet, oldest first, with their xids: replies leave in
+    /// request order, so each reply written finishes the oldest.
+    in_flight: VecDeque<(i32, InFlight)>,
+    /// Whether the ConnectResponse (always the first frame) has been written.
+    connect_answered: bool,
 }
 
 pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -67,6 +78,7 @@ pub(crate) async fn serve(
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     lock(&shared.state).register_connection(id, tx.clone());
+    let stats = shared.stats.open_connection(id, peer);
     let mut conn = Connection {
         id,
         peer,
@@ -74,6 +86,9 @@ pub(crate) async fn serve(
         outbox: tx,
         session_id: None,
         started: false,
+        stats,
+        in_flight: VecDeque::new(),
+        connect_answered: false,
     };
     let (mut reader, mut writer) = stream.into_split();
     let mut buf: Vec<u8> = Vec::new();
@@ -85,6 +100,10 @@ pub(crate) async fn serve(
             () = shutdown.cancelled() => break,
             out = rx.recv() => match out {
                 Some(Outbound::Frame(frame)) => {
+                    // Counted before the write, so whoever reads the reply and then
+                    // asks for stats sees it counted.
+                    conn.stats.frame_sent();
+                    conn.reply_sent(&frame);
                     if writer.write_all(&frame).await.is_err() {
                         break;
                     }
@@ -95,24 +114,51 @@ pub(crate) async fn serve(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
-                    if let Stop::Close(reason) = conn.process(&mut buf) {
-                        tracing::debug!(conn = id, %peer, %reason, "closing connection");
-                        closing = true;
-                        let _ = conn.outbox.send(Outbound::Close);
+                    match conn.process(&mut buf) {
+                        Stop::Continue => {}
+                        Stop::Close(reason) => {
+                            tracing::debug!(conn = id, %peer, %reason, "closing connection");
+                            closing = true;
+                            let _ = conn.outbox.send(Outbound::Close);
+                        }
+                        Stop::AfterReplies(reason) => {
+                            tracing::debug!(conn = id, %peer, %reason, "closing after the replies");
+                            closing = true;
+                        }
                     }
                 }
             },
         }
     }
+    // Forgotten before the peer sees the close, so a word sent next never lists it.
+    conn.shared.stats.close_connection(id);
     let _ = writer.shutdown().await;
     lock(&conn.shared.state).unregister_connection(id, conn.session_id);
 }
 
 impl Connection {
+    /// Finishes the oldest in-flight request's stats if `frame` is its reply
+    /// (not the ConnectResponse, not a watch notification).
+    fn reply_sent(&mut self, frame: &[u8]) {
+        if !self.connect_answered {
+            self.connect_answered = true;
+            return;
+        }
+        let xid = frame
+            .get(LENGTH_PREFIX..LENGTH_PREFIX + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if xid.is_some() && xid == self.in_flight.front().map(|(x, _)| *x) {
+            if let Some((_, in_flight)) = self.in_flight.pop_front() {
+                in_flight.finish(frame);
+            }
+        }
+    }
+
     /// Runs every whole frame in `buf`, consuming it.
     fn process(&mut self, buf: &mut Vec<u8>) -> Stop {
         if !self.started {
             if let Some(word) = four_letter::detect(buf) {
+                self.stats.four_letter_word();
                 let text = four_letter::answer(word, &self.shared);
                 let _ = self.outbox.send(Outbound::Frame(text.into_bytes()));
                 return Stop::Close(format!("four-letter word {word}"));
@@ -130,6 +176,7 @@ impl Connection {
                 FrameStatus::Frame { body_len } => body_len,
             };
             self.started = true;
+            self.stats.frame_received();
             let end = LENGTH_PREFIX + body_len;
             let body = buf.get(LENGTH_PREFIX..end).unwrap_or_default();
             let stop = match self.session_id {
@@ -137,7 +184,7 @@ impl Connection {
                 Some(session_id) => self.request(session_id, body),
             };
             buf.drain(..end);
-            if let Stop::Close(_) = stop {
+            if !matches!(stop, Stop::Continue) {
                 return stop;
             }
         }
@@ -171,6 +218,7 @@ impl Connection {
         if request.session_id == 0 {
             let session = state.sessions.create(request.time_out, now).clone();
             state.attach_session(session.id, self.id);
+            self.stats.session_attached(session.id, session.timeout_ms);
             self.session_id = Some(session.id);
             // The session exists for clients once its creation is durable.
             let frame = response(session.id, session.timeout_ms, session.password.to_vec());
@@ -194,6 +242,7 @@ impl Connection {
         {
             Ok(time_out) => {
                 state.attach_session(request.session_id, self.id);
+                self.stats.session_attached(request.session_id, time_out);
                 self.session_id = Some(request.session_id);
                 let frame = response(request.session_id, time_out, request.passwd.clone());
                 state.respond(
@@ -217,8 +266,9 @@ impl Connection {
         let (header, request) = match Request::decode(body) {
             Ok(decoded) => decoded,
             // A well-formed request of an operation we do not serve (e.g. SASL) is
-            // answered, so the client's later requests still line up.
-            Err(DecodeError::UnknownOpCode(_)) => {
+            // answered with Unimplemented, then the connection closes, as ZooKeeper's
+            // UnimplementedRequestProcessor does.
+            Err(DecodeError::UnknownOpCode(op)) => {
                 match RequestHeader::read(&mut Reader::new(body)).ok() {
                     Some(header) => {
                         let mut state = lock(&self.shared.state);
@@ -230,14 +280,8 @@ impl Connection {
                             },
                             &Response::Empty,
                         );
-                        state.respond(
-                            self.id,
-                            Ready {
-                                frame,
-                                close: false,
-                            },
-                        );
-                        return Stop::Continue;
+                        state.respond(self.id, Ready { frame, close: true });
+                        return Stop::AfterReplies(format!("unimplemented opcode {op}"));
                     }
                     None => return Stop::Close("malformed request header".into()),
                 }
@@ -249,6 +293,8 @@ impl Connection {
             session_id,
             ip: Id::new("ip", self.peer.ip().to_string()),
         };
+        self.in_flight
+            .push_back((header.xid, self.stats.begin(request.op())));
         submit(&mut lock(&self.shared.state), caller, header.xid, request);
         Stop::Continue
     }

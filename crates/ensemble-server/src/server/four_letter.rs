@@ -3,11 +3,20 @@
 //!
 //! Contract: [`detect`] recognises ZooKeeper's words at the very start of a
 //! connection (their 4 bytes would otherwise read as an absurd frame length);
-//! [`answer`] replies only to words in `4lw.commands.whitelist`, with ZooKeeper's
-//! refusal text otherwise. Implemented: `ruok` (`imok`) and `srvr`/`stat`
-//! (`Mode: standalone`); other whitelisted words say they are not implemented.
+//! [`answer`] replies only to words in `4lw.commands.whitelist` (`*` = all), with
+//! ZooKeeper's refusal text otherwise. Implemented, byte for byte in Apache
+//! ZooKeeper 3.9's formats (its `server/command/*Command.java` are the
+//! specification): `ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `isro`, `wchs`,
+//! `cons`, `dirs`. The mode is `standalone` while a member runs alone. Other known
+//! words (`dump`, `wchc`, `wchp`, `crst`, `srst`, `gtmk`, `stmk`, `hash`) say they
+//! are not implemented. Values come from [`super::stats`], the shared state (taken
+//! briefly, never together with the stats' locks) and the configured data directory.
+
+use std::fmt::Write as _;
+use std::path::Path;
 
 use super::connection::lock;
+use super::stats::ConnectionInfo;
 use super::Shared;
 
 /// Every word Apache ZooKeeper knows (`FourLetterCommands`).
@@ -15,6 +24,21 @@ const KNOWN: [&str; 18] = [
     "ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "srst", "wchs", "wchc", "wchp",
     "mntr", "isro", "gtmk", "stmk", "hash", "dirs",
 ];
+
+/// The version the words and the admin port report. Tools read a ZooKeeper server's
+/// version as `major.minor.patch` followed by anything (kazoo's `server_version`
+/// parses `envi`, exporters parse `mntr`), and some choose features by it; so it
+/// leads with the ZooKeeper release whose protocol this server speaks (3.9: persistent
+/// watches, whoAmI, getEphemerals), then says truthfully what runs: ensemble and its
+/// crate version. ZooKeeper appends `, built on <date>`; we have no build date to
+/// give, so we append nothing.
+pub(crate) const VERSION: &str = concat!("3.9.0-ensemble-", env!("CARGO_PKG_VERSION"));
+
+/// The mode the words report: a member alone is ZooKeeper's standalone server.
+const MODE: &str = "standalone";
+
+/// Our member id while a member runs alone (`serverId` in `conf`).
+pub(crate) const MEMBER_ID: i64 = 1;
 
 /// The word at the front of `buf`, if it is one.
 pub(crate) fn detect(buf: &[u8]) -> Option<&'static str> {
@@ -29,28 +53,320 @@ pub(crate) fn answer(word: &str, shared: &Shared) -> String {
     }
     match word {
         "ruok" => "imok".to_owned(),
-        "srvr" | "stat" => {
-            let state = lock(&shared.state);
-            format!(
-                "Zookeeper version: ensemble-{}\n\
-                 Connections: {}\n\
-                 Outstanding: 0\n\
-                 Zxid: 0x{:x}\n\
-                 Mode: standalone\n\
-                 Node count: {}\n",
-                env!("CARGO_PKG_VERSION"),
-                state.connection_count(),
-                state.tree.last_zxid(),
-                state.tree.node_count(),
-            )
-        }
+        "srvr" => server_stats(shared, false),
+        "stat" => server_stats(shared, true),
+        "mntr" => monitor(shared),
+        "conf" => conf(shared),
+        "envi" => environment(),
+        "isro" => "rw".to_owned(),
+        "wchs" => watch_summary(shared),
+        "cons" => connections(shared),
+        "dirs" => dirs(shared),
         other => format!("{other} is not implemented by this server.\n"),
+    }
+}
+
+/// `srvr` and `stat` (`StatCommand`, `ServerStats.toString`); `stat` also lists clients.
+fn server_stats(shared: &Shared, with_clients: bool) -> String {
+    let mut out = format!("Zookeeper version: {VERSION}\n");
+    if with_clients {
+        out.push_str("Clients:\n");
+        for info in shared.stats.connections() {
+            dump_connection(&mut out, &info, true);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let summary = shared.stats.summary();
+    let (zxid, nodes) = {
+        let state = lock(&shared.state);
+        (state.tree.last_zxid(), state.tree.node_count())
+    };
+    let _ = write!(
+        out,
+        "Latency min/avg/max: {}/{}/{}\n\
+         Received: {}\n\
+         Sent: {}\n\
+         Connections: {}\n\
+         Outstanding: {}\n\
+         Zxid: 0x{zxid:x}\n\
+         Mode: {MODE}\n\
+         Node count: {nodes}\n",
+        summary.min_latency_ms,
+        java_double(summary.avg_latency_ms),
+        summary.max_latency_ms,
+        summary.packets_received,
+        summary.packets_sent,
+        summary.connections,
+        summary.outstanding,
+    );
+    out
+}
+
+/// `cons` (`ConsCommand`): every connection in full, then an empty line.
+fn connections(shared: &Shared) -> String {
+    let mut out = String::new();
+    for info in shared.stats.connections() {
+        dump_connection(&mut out, &info, false);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// `ServerCnxn.dumpConnectionInfo`: ` /ip:port[ops](queued=..,recved=..,sent=..` and,
+/// unless `brief` and once there is a session, its figures, then `)`.
+fn dump_connection(out: &mut String, info: &ConnectionInfo, brief: bool) {
+    // Java prints an InetSocketAddress without a host name as `/ip:port`.
+    let _ = write!(
+        out,
+        " /{}[{}](queued={},recved={},sent={}",
+        info.peer, info.interest_ops, info.queued, info.received, info.sent
+    );
+    if let (false, Some(s)) = (brief, &info.session) {
+        let _ = write!(
+            out,
+            ",sid=0x{:x},lop={},est={},to={}",
+            s.id, s.last_op, s.established_ms, s.timeout_ms
+        );
+        if let Some(cxid) = s.last_cxid {
+            let _ = write!(out, ",lcxid=0x{cxid:x}");
+        }
+        let _ = write!(
+            out,
+            ",lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+            s.last_zxid,
+            s.last_response_ms,
+            s.last_latency_ms,
+            s.min_latency_ms,
+            s.avg_latency_ms,
+            s.max_latency_ms
+        );
+    }
+    out.push(')');
+}
+
+/// `mntr` (`MonitorCommand`): `zk_<key>\t<value>` lines. ZooKeeper 3.9 prints
+/// `zk_version` and `zk_server_state` first, then its metrics in hash order; we print
+/// the gauges of its `registerMetrics` that mean something here, in the order of its
+/// admin guide, and leave out the leader-only and JVM-only ones.
+fn monitor(shared: &Shared) -> String {
+    let summary = shared.stats.summary();
+    let (nodes, watches, ephemerals, data_size, sessions) = {
+        let state = lock(&shared.state);
+        // ZooKeeper's approximate data size: every path's length plus its data's.
+        let data_size: usize = state
+            .tree
+            .nodes()
+            .map(|(path, node)| path.len() + node.data.as_ref().map_or(0, Vec::len))
+            .sum();
+        (
+            state.tree.node_count(),
+            state.watches.len(),
+            state.tree.ephemeral_count(),
+            data_size,
+            state.sessions.len(),
+        )
+    };
+    let mut lines: Vec<(&str, String)> = vec![
+        ("version", VERSION.to_owned()),
+        ("server_state", MODE.to_owned()),
+        ("avg_latency", java_double(summary.avg_latency_ms)),
+        ("max_latency", summary.max_latency_ms.to_string()),
+        ("min_latency", summary.min_latency_ms.to_string()),
+        ("packets_received", summary.packets_received.to_string()),
+        ("packets_sent", summary.packets_sent.to_string()),
+        ("num_alive_connections", summary.connections.to_string()),
+        ("outstanding_requests", summary.outstanding.to_string()),
+        ("znode_count", nodes.to_string()),
+        ("watch_count", watches.to_string()),
+        ("ephemerals_count", ephemerals.to_string()),
+        ("approximate_data_size", data_size.to_string()),
+    ];
+    // Unix only, in ZooKeeper too.
+    if let Some((open, max)) = file_descriptors() {
+        lines.push(("open_file_descriptor_count", open.to_string()));
+        lines.push(("max_file_descriptor_count", max.to_string()));
+    }
+    lines.push(("uptime", summary.uptime.as_millis().to_string()));
+    lines.push(("global_sessions", sessions.to_string()));
+    lines.push(("local_sessions", "0".to_owned()));
+    let mut out = String::new();
+    for (key, value) in lines {
+        let _ = writeln!(out, "zk_{key}\t{value}");
+    }
+    out
+}
+
+/// Open descriptors and the soft limit, from `/proc/self` (Linux).
+fn file_descriptors() -> Option<(usize, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let max = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some((open, max))
+}
+
+/// `conf` (`ZooKeeperServer.dumpConf`, standalone). With no `dataLogDir` setting
+/// ZooKeeper logs into `dataDir`, and so do we: both lines show the data directory.
+fn conf(shared: &Shared) -> String {
+    let c = &shared.config;
+    let (dir, size) = data_dir(shared);
+    format!(
+        "clientPort={}\n\
+         secureClientPort=-1\n\
+         dataDir={dir}\n\
+         dataDirSize={size}\n\
+         dataLogDir={dir}\n\
+         dataLogSize={size}\n\
+         tickTime={}\n\
+         maxClientCnxns={}\n\
+         minSessionTimeout={}\n\
+         maxSessionTimeout={}\n\
+         clientPortListenBacklog=-1\n\
+         serverId={MEMBER_ID}\n",
+        c.client_port,
+        c.tick_time_ms,
+        c.max_client_connections,
+        c.min_session_timeout_ms,
+        c.max_session_timeout_ms,
+    )
+}
+
+/// `dirs` (`DirsCommand`): the data and log directories are one here (see [`conf`]).
+fn dirs(shared: &Shared) -> String {
+    let (_, size) = data_dir(shared);
+    format!("datadir_size: {size}\nlogdir_size: {size}\n")
+}
+
+/// The data directory as an absolute path ("" when data is kept in memory only) and
+/// the bytes of every file under it.
+fn data_dir(shared: &Shared) -> (String, u64) {
+    match &shared.config.data_dir {
+        Some(dir) => {
+            let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            (shown.display().to_string(), dir_size(dir))
+        }
+        None => (String::new(), 0),
+    }
+}
+
+/// Bytes of the regular files under `path`, without following symbolic links;
+/// unreadable entries count as 0, as in ZooKeeper's `getDirSize`.
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path).map_or(0, |entries| {
+        entries.flatten().map(|e| dir_size(&e.path())).sum()
+    })
+}
+
+/// `envi` (`EnvCommand`, `Environment.list`): ZooKeeper's keys in its order. There is
+/// no JVM here, so the `java.*` keys get ZooKeeper's own `<NA>` for an absent
+/// property, except `java.io.tmpdir`, whose meaning (the temporary directory) holds,
+/// and the `jvm.memory.*` lines are left out.
+fn environment() -> String {
+    let na = || "<NA>".to_owned();
+    let env = |key: &str| std::env::var(key).unwrap_or_else(|_| na());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| env("HOSTNAME"));
+    let os_version = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| na(), |v| v.trim().to_owned());
+    let os_name = std::fs::read_to_string("/proc/sys/kernel/ostype")
+        .map_or_else(|_| std::env::consts::OS.to_owned(), |v| v.trim().to_owned());
+    let user_dir = std::env::current_dir().map_or_else(|_| na(), |d| d.display().to_string());
+    let entries = [
+        ("zookeeper.version", VERSION.to_owned()),
+        ("host.name", host),
+        ("java.version", na()),
+        ("java.vendor", na()),
+        ("java.home", na()),
+        ("java.class.path", na()),
+        ("java.library.path", na()),
+        ("java.io.tmpdir", std::env::temp_dir().display().to_string()),
+        ("java.compiler", na()),
+        ("os.name", os_name),
+        ("os.arch", std::env::consts::ARCH.to_owned()),
+        ("os.version", os_version),
+        ("user.name", user_name().unwrap_or_else(na)),
+        ("user.home", env("HOME")),
+        ("user.dir", user_dir),
+    ];
+    let mut out = String::from("Environment:\n");
+    for (key, value) in entries {
+        let _ = writeln!(out, "{key}={value}");
+    }
+    out
+}
+
+/// `$USER`, else the name of our real uid in `/etc/passwd` (as the JVM's `getpwuid`).
+fn user_name() -> Option<String> {
+    if let Ok(user) = std::env::var("USER") {
+        return Some(user);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_owned())
+    })
+}
+
+/// `wchs` (`WatchManager.toString` on the data watches, then a newline).
+fn watch_summary(shared: &Shared) -> String {
+    let summary = lock(&shared.state).watches.data_summary();
+    format!(
+        "{} connections watching {} paths\nTotal watches:{}\n",
+        summary.watchers, summary.paths, summary.watches
+    )
+}
+
+/// A double as Java's `Double.toString` prints it: at least one decimal digit, and
+/// scientific notation (`1.0E-4`) below 10^-3 and from 10^7.
+fn java_double(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || (1e-3..1e7).contains(&magnitude) {
+        let plain = value.to_string();
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sci = format!("{value:e}");
+        let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+        if mantissa.contains('.') {
+            format!("{mantissa}E{exponent}")
+        } else {
+            format!("{mantissa}.0E{exponent}")
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::stats::SessionInfo;
+    use std::net::SocketAddr;
 
     #[test]
     fn detects_only_known_words_at_the_start() {
@@ -58,5 +374,75 @@ mod tests {
         assert_eq!(detect(b"srvr\n"), Some("srvr"));
         assert_eq!(detect(b"ruo"), None);
         assert_eq!(detect(&[0, 0, 0, 44]), None);
+    }
+
+    #[test]
+    fn doubles_print_as_java_prints_them() {
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(2.0), "2.0");
+        assert_eq!(java_double(0.7561), "0.7561");
+        assert_eq!(java_double(0.0001), "1.0E-4");
+        assert_eq!(java_double(0.00015), "1.5E-4");
+        assert_eq!(java_double(12_345_678.0), "1.2345678E7");
+    }
+
+    #[test]
+    fn the_version_leads_with_a_zookeeper_release() {
+        let numeric: String = VERSION
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        assert_eq!(numeric, "3.9.0");
+        assert!(VERSION.starts_with("3.9.0-ensemble-"));
+    }
+
+    #[test]
+    fn connections_dump_as_zookeeper_does() {
+        let mut info = ConnectionInfo {
+            peer: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            interest_ops: 1,
+            queued: 0,
+            received: 3,
+            sent: 2,
+            session: None,
+        };
+        let mut out = String::new();
+        dump_connection(&mut out, &info, false);
+        assert_eq!(out, " /127.0.0.1:5000[1](queued=0,recved=3,sent=2)");
+        info.session = Some(SessionInfo {
+            id: 0x100,
+            last_op: "GETD",
+            established_ms: 1_700_000_000_000,
+            timeout_ms: 30_000,
+            last_cxid: None,
+            last_zxid: -1,
+            last_response_ms: 1_700_000_000_005,
+            last_latency_ms: 1,
+            min_latency_ms: 0,
+            avg_latency_ms: 0,
+            max_latency_ms: 1,
+        });
+        let mut brief = String::new();
+        dump_connection(&mut brief, &info, true);
+        assert_eq!(brief, out);
+        let mut full = String::new();
+        dump_connection(&mut full, &info, false);
+        assert_eq!(
+            full,
+            " /127.0.0.1:5000[1](queued=0,recved=3,sent=2,sid=0x100,lop=GETD,\
+             est=1700000000000,to=30000,lzxid=0xffffffffffffffff,lresp=1700000000005,\
+             llat=1,minlat=0,avglat=0,maxlat=1)"
+        );
+    }
+
+    #[test]
+    fn directory_sizes_add_up_files_below() {
+        let dir = std::env::temp_dir().join(format!("ensemble-dirs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("version-2")).expect("mkdir");
+        std::fs::write(dir.join("a"), [0u8; 10]).expect("write");
+        std::fs::write(dir.join("version-2").join("b"), [0u8; 5]).expect("write");
+        assert_eq!(dir_size(&dir), 15);
+        assert_eq!(dir_size(&dir.join("missing")), 0);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

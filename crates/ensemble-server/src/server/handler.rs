@@ -6,10 +6,11 @@
 //! [`drain`] once they are; everything else runs now through [`handle`], under the
 //! state lock, synchronously. Writes become one [`Txn`] proposed through
 //! [`State::propose`], whose reply is built when it is applied; reads check READ
-//! permission with the session's ids (exists, like ZooKeeper's, checks none) and
-//! register watches only on success (exists also on a missing node). A write's
+//! permission with the session's ids and register watches only on success
+//! (exists also on a missing node). A write's
 //! reply carries its zxid, any other reply the tree's last zxid. Errors are
-//! replies with a `KeeperException.Code`.
+//! replies with a `KeeperException.Code`. `exists` checks READ on an existing
+//! node, as ZooKeeper 3.9 does.
 
 use crate::protocol::{
     encode_reply, perms, AddWatchMode, ClientInfo, Create2Response, CreateResponse, ErrorCode,
@@ -32,28 +33,10 @@ pub(crate) struct Caller {
 
 type Reply = Result<Response, ErrorCode>;
 
-/// Whether a request becomes a transaction (and so may be proposed while earlier
-/// writes of its connection wait).
-fn is_write(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Create(_)
-            | Request::Create2(_)
-            | Request::CreateContainer(_)
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Check(_)
-            | Request::Multi(_)
-            | Request::CloseSession
-    )
-}
-
 /// Runs or defers one request of a connection; see the module contract.
 pub(crate) fn submit(state: &mut State, caller: Caller, xid: i32, request: Request) {
     let conn = caller.conn;
-    if !is_write(&request) && state.is_busy(conn) {
+    if !request.is_write() && state.is_busy(conn) {
         state.defer(
             conn,
             Deferred {
@@ -99,6 +82,7 @@ pub(crate) fn handle(
         return Some(ready(state, xid, Err(ErrorCode::SessionExpired), true));
     }
     let origin = origin(state, caller);
+    let op = request.op();
     let mut close = false;
     let proposer = Proposer {
         conn: caller.conn,
@@ -126,21 +110,11 @@ pub(crate) fn handle(
                 Err(ErrorCode::AuthFailed)
             }
         },
-        Request::Create(r) => {
-            let txn = create_txn(OpCode::Create, r.path, r.data, r.acl, r.flags, None);
-            return proposer.propose(state, origin, txn, created(OpCode::Create));
-        }
-        Request::Create2(r) => {
-            let txn = create_txn(OpCode::Create2, r.path, r.data, r.acl, r.flags, None);
-            return proposer.propose(state, origin, txn, created(OpCode::Create2));
-        }
-        Request::CreateContainer(r) => {
-            let op = OpCode::CreateContainer;
+        Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => {
             let txn = create_txn(op, r.path, r.data, r.acl, r.flags, None);
             return proposer.propose(state, origin, txn, created(op));
         }
         Request::CreateTtl(r) => {
-            let op = OpCode::CreateTtl;
             let txn = create_txn(op, r.path, r.data, r.acl, r.flags, Some(r.ttl));
             return proposer.propose(state, origin, txn, created(op));
         }
@@ -183,7 +157,7 @@ pub(crate) fn handle(
             Err(code) => Err(code),
         },
         Request::MultiRead(ops) => multi_read(state, caller, &origin, ops),
-        Request::Exists(r) => exists(state, caller, &r.path, r.watch),
+        Request::Exists(r) => exists(state, caller, &origin, &r.path, r.watch),
         Request::GetData(r) => get_data(state, caller, &origin, &r.path, r.watch)
             .map(|(data, stat)| Response::GetData(GetDataResponse { data, stat })),
         Request::GetChildren(r) => get_children(state, caller, &origin, &r.path, r.watch)
@@ -493,16 +467,21 @@ fn readable<'s>(
     }
 }
 
-fn exists(state: &mut State, caller: &Caller, p: &str, watch: bool) -> Reply {
+/// ZooKeeper 3.9 checks READ on an existing node (and then sets no watch); a
+/// missing node needs no permission and keeps the exists-watch.
+fn exists(state: &mut State, caller: &Caller, origin: &Origin, p: &str, watch: bool) -> Reply {
     valid_path(p)?;
+    let stat = match state.tree.node(p) {
+        Some(node) if !acl::allows(&node.acl, perms::READ, &origin.auth) => {
+            return Err(ErrorCode::NoAuth)
+        }
+        Some(node) => Ok(Response::Stat(node.stat())),
+        None => Err(ErrorCode::NoNode),
+    };
     if watch {
         state.watches.add_data_watch(p, caller.conn);
     }
-    state
-        .tree
-        .stat(p)
-        .map(Response::Stat)
-        .ok_or(ErrorCode::NoNode)
+    stat
 }
 
 fn get_data(
@@ -560,6 +539,7 @@ fn set_watches(state: &mut State, caller: &Caller, request: SetWatches2) {
     let State { tree, watches, .. } = state;
     let fired = watches.set_watches(tree, &request, caller.conn);
     for notification in fired {
-        state.notify(notification);
+        // Fired on re-registration, not by a transaction: ZooKeeper sends zxid -1.
+        state.notify(notification, -1);
     }
 }

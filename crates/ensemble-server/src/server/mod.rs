@@ -5,23 +5,36 @@
 //! (or starts empty, in memory, without one) and fails with a clear
 //! [`ServerError`] if the directory is unusable; a member that replayed log
 //! entries writes a fresh snapshot before serving. [`Member::serve`] (or [`run`],
-//! both steps at once) takes a bound listener (tests bind port 0) and a
-//! cancellation token. Each connection runs in its own task ([`connection`]);
-//! requests execute against one shared [`state::State`] behind a mutex
-//! ([`handler`] maps them to reads and transactions); the [`commit`] loop makes
-//! writes durable before they are applied and answered. Periodic tasks expire
-//! sessions every `tickTime` and delete empty containers and expired TTL nodes
-//! every `znode.container.checkIntervalMs`. Connections beyond `maxClientCnxns`
-//! from one IP are closed at once. On shutdown, accepting stops, every connection
-//! closes, every session is closed (its ephemerals removed, durably) and `serve`
-//! returns once all of that is done. A failing transaction log stops the member
-//! with [`ServerError::Log`].
+//! both steps at once) takes bound [`Listeners`] (tests bind port 0): the client
+//! port and, optionally, the admin HTTP port ([`admin`]); a bare client
+//! `TcpListener` converts into listeners without an admin port. The config's
+//! `client_port` is replaced by the port actually bound (for `conf`).
+//!
+//! Each connection runs in its own task ([`connection`]); requests execute
+//! against one shared [`state::State`] behind a mutex ([`handler`] maps them to
+//! reads and transactions); the [`commit`] loop makes writes durable before they
+//! are applied and answered. [`stats`] counts packets, requests and connections
+//! for the four-letter words ([`four_letter`]) and the admin port, and holds the
+//! serving phase `/readyz` reports: starting, serving once the accept loop runs,
+//! stopping once shutdown begins. Periodic tasks expire sessions every `tickTime`
+//! and delete empty containers and expired TTL nodes every
+//! `znode.container.checkIntervalMs`. Connections beyond `maxClientCnxns` from one
+//! IP are closed at once.
+//!
+//! On shutdown, accepting stops, every connection closes, what was proposed is
+//! made durable and `serve` returns. Sessions are not closed: like ZooKeeper's,
+//! they live in the data and a client may resume its session (and keep its
+//! ephemerals) on the restarted member until it expires; a restart, rolling or
+//! not, must not drop every client's ephemerals. A failing transaction log stops
+//! the member with [`ServerError::Log`].
 
+mod admin;
 mod commit;
 mod connection;
 mod four_letter;
 mod handler;
 mod state;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,6 +53,7 @@ use crate::tree::{DataTree, TreeOptions};
 
 use connection::lock;
 use state::State;
+use stats::{Phase, ServerStats};
 
 /// Why the server stopped serving.
 #[derive(Debug, Error)]
@@ -58,6 +72,24 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub state: Mutex<State>,
+    pub stats: ServerStats,
+}
+
+/// The bound sockets [`run`] serves.
+pub struct Listeners {
+    /// The ZooKeeper client port.
+    pub client: TcpListener,
+    /// The admin HTTP port, if it is enabled.
+    pub admin: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(client: TcpListener) -> Self {
+        Self {
+            client,
+            admin: None,
+        }
+    }
 }
 
 /// Counts connections per client IP (`maxClientCnxns`, 0 = unlimited).
@@ -162,28 +194,23 @@ impl Member {
         })
     }
 
-    /// The zxid of the last transaction recovered.
-    pub fn last_zxid(&self) -> i64 {
-        self.tree.last_zxid()
-    }
-
-    /// Serves clients on `listener` until `shutdown` is cancelled.
+    /// Serves clients on `listeners` until `shutdown` is cancelled.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listeners: impl Into<Listeners>,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
-        serve(self, listener, shutdown).await
+        serve(self, listeners.into(), shutdown).await
     }
 }
 
 /// [`Member::open`] then [`Member::serve`].
 pub async fn run(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    Member::open(config)?.serve(listener, shutdown).await
+    Member::open(config)?.serve(listeners, shutdown).await
 }
 
 /// Runs `tick` under the state lock every `period` until `stop`.
@@ -209,15 +236,25 @@ fn spawn_periodic(
 
 async fn serve(
     member: Member,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let Member {
-        config,
+        mut config,
         storage,
         tree,
         secret,
     } = member;
+    let Listeners {
+        client: listener,
+        admin: admin_listener,
+    } = listeners;
+    if let Ok(addr) = listener.local_addr() {
+        config.client_port = addr.port();
+    }
+    if let Some(addr) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        config.admin_port = addr.port();
+    }
     let limiter = ConnectionLimiter {
         max_per_ip: config.max_client_connections,
         counts: Arc::default(),
@@ -226,6 +263,7 @@ async fn serve(
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(&config, tree, &secret, Arc::clone(&wake))),
         config,
+        stats: ServerStats::new(),
     });
     let fatal = CancellationToken::new();
     let committer = commit::spawn(Arc::clone(&shared), wake, storage, fatal.clone())
@@ -251,6 +289,15 @@ async fn serve(
         move |state| state.clean_containers(max_never_used),
     );
 
+    if let Some(admin_listener) = admin_listener {
+        tracker.spawn(admin::serve(
+            admin_listener,
+            Arc::clone(&shared),
+            connections.clone(),
+        ));
+    }
+
+    shared.stats.set_phase(Phase::Serving);
     let mut next_id: u64 = 0;
     let result = loop {
         let accepted = tokio::select! {
@@ -282,17 +329,12 @@ async fn serve(
         });
     };
 
+    shared.stats.set_phase(Phase::Stopping);
     connections.cancel();
     tracker.close();
     tracker.wait().await;
-    {
-        let mut state = lock(&shared.state);
-        if !fatal.is_cancelled() {
-            state.close_all_sessions();
-        }
-        state.stop();
-    }
-    // The commit loop finishes the session closes before it returns.
+    lock(&shared.state).stop();
+    // The commit loop finishes what was proposed before it returns.
     let _ = tokio::task::spawn_blocking(move || committer.join()).await;
     if fatal.is_cancelled() {
         return Err(ServerError::Log);

@@ -179,7 +179,7 @@ impl State {
             .apply(entry.zxid, entry.time_ms, &entry.origin, &entry.txn);
         for event in &result.events {
             for notification in self.watches.trigger(event) {
-                self.notify(notification);
+                self.notify(notification, entry.zxid);
             }
         }
         result
@@ -247,12 +247,13 @@ impl State {
 
     // ---- connections and sessions ----
 
-    /// Queues a watch notification (xid -1) on its watcher's outbox.
-    pub fn notify(&self, notification: Notification<ConnId>) {
+    /// Queues a watch notification (xid -1) on its watcher's outbox; `zxid` is the
+    /// transaction that fired it, which clients see as the event's zxid.
+    pub fn notify(&self, notification: Notification<ConnId>, zxid: i64) {
         let frame = encode_reply(
             &ReplyHeader {
                 xid: xid::NOTIFICATION,
-                zxid: -1,
+                zxid,
                 err: 0,
             },
             &Response::Event(WatcherEvent {
@@ -327,13 +328,6 @@ impl State {
     pub fn clean_containers(&mut self, max_never_used_ms: i64) {
         for path in self.tree.expired_nodes(wall_ms(), max_never_used_ms) {
             self.propose(Origin::system(), Txn::DeleteContainer { path }, None);
-        }
-    }
-
-    /// Closes every session (graceful shutdown).
-    pub fn close_all_sessions(&mut self) {
-        for session_id in self.sessions.ids() {
-            self.close_session(session_id, None);
         }
     }
 }

@@ -273,6 +273,11 @@ impl DataTree {
         self.nodes.len()
     }
 
+    /// Number of ephemeral nodes.
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
     /// All nodes in path order.
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &Node)> {
         self.nodes.iter()

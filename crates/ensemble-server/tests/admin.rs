@@ -1,0 +1,558 @@
+//! The observable surface of a member besides the ZooKeeper protocol: the
+//! four-letter words, in Apache ZooKeeper's formats, and the admin HTTP port. Each
+//! test starts its own server on 127.0.0.1:0 (client and admin ports), changes it
+//! with the `zookeeper-client` crate, and reads words over raw sockets and HTTP/1.1
+//! over a raw `TcpStream`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ensemble_server::config::ServerConfig;
+use ensemble_server::server::{self, Listeners};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client as zk;
+
+const OPEN: zk::CreateOptions<'static> =
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+const EPHEMERAL: zk::CreateOptions<'static> =
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+const WAIT: Duration = Duration::from_secs(10);
+/// `/`, `/zookeeper`, `/zookeeper/quota`, `/zookeeper/config`.
+const SYSTEM_NODES: usize = 4;
+
+struct TestServer {
+    client_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), server::ServerError>>,
+}
+
+fn all_words() -> ServerConfig {
+    ServerConfig::from_properties("4lw.commands.whitelist=*").expect("config")
+}
+
+impl TestServer {
+    async fn start(config: ServerConfig) -> Self {
+        let client = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let client_addr = client.local_addr().expect("local addr");
+        let admin_addr = admin.local_addr().expect("admin addr");
+        let shutdown = CancellationToken::new();
+        let listeners = Listeners {
+            client,
+            admin: Some(admin),
+        };
+        let task = tokio::spawn(server::run(listeners, config, shutdown.clone()));
+        Self {
+            client_addr,
+            admin_addr,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn client(&self) -> zk::Client {
+        within(
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(&self.client_addr.to_string()),
+        )
+        .await
+        .expect("connect")
+    }
+
+    /// Sends a four-letter word and returns everything the server wrote back.
+    async fn word(&self, word: &str) -> String {
+        let mut stream = TcpStream::connect(self.client_addr).await.expect("connect");
+        stream.write_all(word.as_bytes()).await.expect("send");
+        let mut out = String::new();
+        within(stream.read_to_string(&mut out)).await.expect("read");
+        out
+    }
+
+    /// `GET path` over HTTP/1.1; the status code and the body.
+    async fn get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.admin_addr).await.expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin_addr
+        );
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        within(stream.read_to_string(&mut response))
+            .await
+            .expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        (status, body.to_owned())
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/status").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let (code, body) = self.get("/metrics").await;
+        assert_eq!(code, 200);
+        metric_value(&body, name)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        within(self.task)
+            .await
+            .expect("server task")
+            .expect("server result");
+    }
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future).await.expect("in time")
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("number"))
+        })
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+/// `key: value` lines (srvr/stat), in order.
+fn colon_lines(text: &str) -> Vec<(&str, &str)> {
+    text.lines().filter_map(|l| l.split_once(": ")).collect()
+}
+
+fn value<'a>(pairs: &[(&'a str, &'a str)], key: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no {key}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ruok_isro_and_the_whitelist() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    assert_eq!(server.word("ruok").await, "imok");
+    assert_eq!(server.word("isro").await, "rw");
+    // Not in the default whitelist: ZooKeeper's exact refusal.
+    for word in ["cons", "stat", "wchs", "envi", "dirs"] {
+        assert_eq!(
+            server.word(word).await,
+            format!("{word} is not executed because it is not in the whitelist.\n")
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srvr_and_stat_report_zookeepers_fields() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/a", b"", &OPEN).await.expect("create");
+    client.create("/a/b", b"", &OPEN).await.expect("create");
+
+    let srvr = server.word("srvr").await;
+    let pairs = colon_lines(&srvr);
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "Zookeeper version",
+            "Latency min/avg/max",
+            "Received",
+            "Sent",
+            "Connections",
+            "Outstanding",
+            "Zxid",
+            "Mode",
+            "Node count"
+        ],
+        "{srvr}"
+    );
+    assert_eq!(srvr.lines().count(), keys.len(), "{srvr}");
+    assert!(value(&pairs, "Zookeeper version").starts_with("3.9.0-ensemble-"));
+    let latency: Vec<&str> = value(&pairs, "Latency min/avg/max").split('/').collect();
+    assert_eq!(latency.len(), 3);
+    assert!(latency[1].contains('.'), "avg is a double: {latency:?}");
+    assert_eq!(value(&pairs, "Mode"), "standalone");
+    assert_eq!(value(&pairs, "Node count"), (SYSTEM_NODES + 2).to_string());
+    // The client and this word's connection.
+    assert_eq!(value(&pairs, "Connections"), "2");
+    assert_eq!(
+        value(&pairs, "Outstanding"),
+        "0",
+        "{srvr}\n{}",
+        server.word("cons").await
+    );
+    // Session creation and the two creates.
+    assert_eq!(value(&pairs, "Zxid"), "0x3");
+    let received: u64 = value(&pairs, "Received").parse().expect("number");
+    let sent: u64 = value(&pairs, "Sent").parse().expect("number");
+    // connect + 2 creates (+ pings), and as many replies; plus this word.
+    assert!(received >= 4 && sent >= 3, "{srvr}");
+
+    let stat = server.word("stat").await;
+    let (head, rest) = stat.split_once("Clients:\n").expect("clients section");
+    assert!(head.starts_with("Zookeeper version: 3.9.0-ensemble-"));
+    let (clients, tail) = rest.split_once("\n\n").expect("blank line after clients");
+    let clients: Vec<&str> = clients.lines().collect();
+    assert_eq!(clients.len(), 2, "{stat}");
+    // The session's connection is brief here: no sid.
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.starts_with(" /127.0.0.1:") && c.contains("[1](queued=0,recved=")),
+        "{stat}"
+    );
+    // This word's own connection: one packet in, none out, read interest off.
+    assert!(
+        clients
+            .iter()
+            .any(|c| c.ends_with("[0](queued=0,recved=1,sent=0)")),
+        "{stat}"
+    );
+    assert!(clients.iter().all(|c| !c.contains("sid=")));
+    assert!(tail.starts_with("Latency min/avg/max: "), "{stat}");
+    assert!(tail.ends_with(&format!("Node count: {}\n", SYSTEM_NODES + 2)));
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cons_lists_the_connected_client() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/c", b"x", &OPEN).await.expect("create");
+    client.get_data("/c").await.expect("get");
+
+    let cons = server.word("cons").await;
+    assert!(cons.ends_with(")\n\n"), "{cons:?}");
+    let lines: Vec<&str> = cons.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{cons}");
+    let sid = format!("sid=0x{:x},", client.session_id().0);
+    let session_line = lines
+        .iter()
+        .find(|l| l.contains(&sid))
+        .unwrap_or_else(|| panic!("no line with {sid} in {cons}"));
+    assert!(session_line.starts_with(" /127.0.0.1:"));
+    let fields: Vec<&str> = session_line
+        .split_once("](")
+        .and_then(|(_, f)| f.strip_suffix(')'))
+        .expect("fields")
+        .split(',')
+        .collect();
+    let keys: Vec<&str> = fields
+        .iter()
+        .map(|f| f.split_once('=').expect("k=v").0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "queued", "recved", "sent", "sid", "lop", "est", "to", "lcxid", "lzxid", "lresp",
+            "llat", "minlat", "avglat", "maxlat"
+        ]
+    );
+    let field = |key: &str| {
+        fields
+            .iter()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+            .expect("field")
+    };
+    assert_eq!(field("to"), "10000");
+    // The last operation may be a ping, but the last real request was the getData.
+    assert!(["GETD", "PING"].contains(&field("lop")), "{session_line}");
+    assert_eq!(field("lzxid"), "0x2");
+    assert!(field("est").parse::<i64>().expect("ms") > 1_600_000_000_000);
+    // This word's connection has no session: the brief form.
+    assert!(lines
+        .iter()
+        .any(|l| l.ends_with("[0](queued=0,recved=1,sent=0)")));
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mntr_is_tab_separated_and_counts() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/m", b"12345", &OPEN).await.expect("create");
+    client
+        .create("/m/e", b"", &EPHEMERAL)
+        .await
+        .expect("ephemeral");
+    let (_, _, _data_watch) = client.get_and_watch_data("/m").await.expect("watch");
+    let (_, _child_watch) = client.list_and_watch_children("/m").await.expect("watch");
+
+    let mntr = server.word("mntr").await;
+    let pairs: Vec<(&str, &str)> = mntr
+        .lines()
+        .map(|l| l.split_once('\t').expect("key\\tvalue"))
+        .collect();
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    assert_eq!(&keys[..2], ["zk_version", "zk_server_state"]);
+    for key in [
+        "zk_avg_latency",
+        "zk_max_latency",
+        "zk_min_latency",
+        "zk_packets_received",
+        "zk_packets_sent",
+        "zk_num_alive_connections",
+        "zk_outstanding_requests",
+        "zk_znode_count",
+        "zk_watch_count",
+        "zk_ephemerals_count",
+        "zk_approximate_data_size",
+        "zk_uptime",
+        "zk_global_sessions",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from\n{mntr}");
+    }
+    assert!(value(&pairs, "zk_version").starts_with("3.9.0-ensemble-"));
+    assert_eq!(value(&pairs, "zk_server_state"), "standalone");
+    assert_eq!(
+        value(&pairs, "zk_znode_count"),
+        (SYSTEM_NODES + 2).to_string()
+    );
+    assert_eq!(value(&pairs, "zk_ephemerals_count"), "1");
+    // A data watch and a child watch.
+    assert_eq!(value(&pairs, "zk_watch_count"), "2");
+    assert_eq!(value(&pairs, "zk_global_sessions"), "1");
+    assert_eq!(value(&pairs, "zk_num_alive_connections"), "2");
+    // System paths (1 + 10 + 16 + 17) plus "/m" + 5 bytes plus "/m/e".
+    assert_eq!(value(&pairs, "zk_approximate_data_size"), "55");
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wchs_summarises_data_watches() {
+    let server = TestServer::start(all_words()).await;
+    assert_eq!(
+        server.word("wchs").await,
+        "0 connections watching 0 paths\nTotal watches:0\n"
+    );
+    let one = server.client().await;
+    let two = server.client().await;
+    one.create("/w1", b"", &OPEN).await.expect("create");
+    one.create("/w2", b"", &OPEN).await.expect("create");
+    let (_, _, _w1) = one.get_and_watch_data("/w1").await.expect("watch");
+    let (_, _, _w2) = one.get_and_watch_data("/w2").await.expect("watch");
+    let (_, _w3) = two.check_and_watch_stat("/w1").await.expect("watch");
+    // ZooKeeper leaves child watches out of wchs.
+    let (_, _w4) = two.list_and_watch_children("/w2").await.expect("watch");
+    assert_eq!(
+        server.word("wchs").await,
+        "2 connections watching 2 paths\nTotal watches:3\n"
+    );
+
+    drop((one, two));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conf_envi_and_dirs() {
+    let dir = std::env::temp_dir().join(format!("ensemble-admin-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("version-2")).expect("mkdir");
+    std::fs::write(dir.join("version-2").join("log.1"), [7u8; 100]).expect("write");
+    std::fs::write(dir.join("myid"), b"1\n").expect("write");
+    let config = ServerConfig {
+        data_dir: Some(dir.clone()),
+        ..all_words()
+    };
+    let server = TestServer::start(config).await;
+
+    let conf = server.word("conf").await;
+    let pairs: Vec<(&str, &str)> = conf
+        .lines()
+        .map(|l| l.split_once('=').expect("key=value"))
+        .collect();
+    let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "clientPort",
+            "secureClientPort",
+            "dataDir",
+            "dataDirSize",
+            "dataLogDir",
+            "dataLogSize",
+            "tickTime",
+            "maxClientCnxns",
+            "minSessionTimeout",
+            "maxSessionTimeout",
+            "clientPortListenBacklog",
+            "serverId"
+        ]
+    );
+    assert_eq!(
+        value(&pairs, "clientPort"),
+        server.client_addr.port().to_string()
+    );
+    assert_eq!(PathBuf::from(value(&pairs, "dataDir")), dir);
+    // 102 bytes written here, plus the member's own: a 32-byte secret, an empty
+    // LOCK and the 16-byte header of a fresh log file.
+    assert_eq!(value(&pairs, "dataDirSize"), "150");
+    assert_eq!(value(&pairs, "tickTime"), "2000");
+    assert_eq!(value(&pairs, "minSessionTimeout"), "4000");
+    assert_eq!(value(&pairs, "maxSessionTimeout"), "40000");
+
+    assert_eq!(
+        server.word("dirs").await,
+        "datadir_size: 150\nlogdir_size: 150\n"
+    );
+
+    let envi = server.word("envi").await;
+    let mut lines = envi.lines();
+    assert_eq!(lines.next(), Some("Environment:"));
+    let keys: Vec<&str> = lines
+        .map(|l| l.split_once('=').expect("key=value").0)
+        .collect();
+    assert_eq!(
+        &keys[..3],
+        ["zookeeper.version", "host.name", "java.version"]
+    );
+    for key in ["os.name", "os.arch", "os.version", "user.dir"] {
+        assert!(keys.contains(&key), "{key} missing from\n{envi}");
+    }
+    assert!(envi.contains("\nzookeeper.version=3.9.0-ensemble-"));
+
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dirs_are_zero_without_a_data_directory() {
+    let server = TestServer::start(all_words()).await;
+    assert_eq!(
+        server.word("dirs").await,
+        "datadir_size: 0\nlogdir_size: 0\n"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_status() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    assert_eq!(server.get("/livez").await, (200, "ok".to_owned()));
+    assert_eq!(server.get("/readyz").await, (200, "ready".to_owned()));
+    assert_eq!(server.get("/nope").await.0, 404);
+
+    let before = server.status().await;
+    for (key, expected) in [
+        ("id", 1),
+        ("leaderId", 1),
+        ("term", 1),
+        ("membershipVersion", 1),
+        ("commitIndex", 0),
+        ("appliedIndex", 0),
+        ("sessions", 0),
+        ("znodes", SYSTEM_NODES as i64),
+    ] {
+        assert_eq!(before[key], expected, "{key} in {before}");
+    }
+    assert_eq!(before["role"], "leader");
+    assert_eq!(before["mode"], "standalone");
+    assert_eq!(before["members"][0]["id"], 1);
+    assert_eq!(before["members"][0]["role"], "leader");
+
+    let client = server.client().await;
+    client.create("/s", b"", &OPEN).await.expect("create");
+    let after = server.status().await;
+    // Session creation and the create.
+    assert_eq!(after["commitIndex"], 2);
+    assert_eq!(after["appliedIndex"], 2);
+    assert_eq!(after["sessions"], 1);
+    assert_eq!(after["connections"], 1);
+    assert_eq!(after["znodes"], SYSTEM_NODES as i64 + 1);
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_the_data() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let (code, text) = server.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
+    for name in [
+        "ensemble_znode_count",
+        "ensemble_ephemerals_count",
+        "ensemble_watch_count",
+        "ensemble_session_count",
+        "ensemble_connection_count",
+        "ensemble_outstanding_requests",
+        "ensemble_last_zxid",
+        "ensemble_packets_received_total",
+        "ensemble_packets_sent_total",
+        "ensemble_request_duration_seconds_count",
+    ] {
+        metric_value(&text, name);
+    }
+    assert_eq!(
+        metric_value(&text, "ensemble_znode_count"),
+        SYSTEM_NODES as f64
+    );
+
+    let client = server.client().await;
+    // The client creates with create2.
+    client.create("/x", b"", &OPEN).await.expect("create");
+    client
+        .create("/x/e", b"", &EPHEMERAL)
+        .await
+        .expect("ephemeral");
+    assert_eq!(
+        client.get_data("/missing").await.map(|_| ()),
+        Err(zk::Error::NoNode)
+    );
+    let (_, _, _watch) = client.get_and_watch_data("/x").await.expect("watch");
+
+    assert_eq!(
+        server.metric("ensemble_znode_count").await,
+        SYSTEM_NODES as f64 + 2.0
+    );
+    assert_eq!(server.metric("ensemble_ephemerals_count").await, 1.0);
+    assert_eq!(server.metric("ensemble_watch_count").await, 1.0);
+    assert_eq!(server.metric("ensemble_session_count").await, 1.0);
+    assert_eq!(server.metric("ensemble_last_zxid").await, 3.0);
+    assert_eq!(
+        server
+            .metric(r#"ensemble_requests_total{op="create2",result="ok"}"#)
+            .await,
+        2.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"ensemble_requests_total{op="getData",result="nonode"}"#)
+            .await,
+        1.0
+    );
+    assert!(
+        server
+            .metric("ensemble_request_duration_seconds_count")
+            .await
+            >= 4.0
+    );
+    assert!(server.metric("ensemble_packets_received_total").await >= 5.0);
+    assert!(server.metric("ensemble_packets_sent_total").await >= 5.0);
+
+    drop(client);
+    server.stop().await;
+}
