@@ -71,20 +71,24 @@ image_from_binaries() {
 }
 
 # --- the project's image ---------------------------------------------------------------------------
-# What the Dockerfile makes (the release `ensemble` binary on a distroless glibc base, user 65532),
-# made without an image builder: the binary, the shared libraries it links (read with ldd) and a
-# passwd with the nonroot user. Named as the chart's default image (ensemble:<appVersion>), which
+# What the Dockerfile makes (the `ensemble` binary on a distroless glibc base, user 65532), made
+# without an image builder: the binary, the shared libraries it links (read with ldd) and a passwd
+# with the nonroot user. Named as the chart's default image (ensemble:<appVersion>), which
 # containerd stores as docker.io/library/ensemble:<version>.
+# The binary comes from cargo's CARGO_TARGET_DIR (default: one of the test bed's own) in the
+# profile TESTBED_IMAGE_PROFILE: `release` (the default, as the Dockerfile builds it) or `dev`,
+# which scripts/e2e uses so that the image reuses what `cargo test` has already compiled.
 build_project_image() {
-  local version target bin
+  local version target bin profile="${TESTBED_IMAGE_PROFILE:-release}"
   version="$(awk -F'"' '/^version *=/ { print $2; exit }' "$REPO/Cargo.toml")"
   [[ -n "$version" ]] || die "cannot read the version from Cargo.toml"
   PROJECT_IMAGE="docker.io/library/ensemble:$version"
-  target="$TB_CACHE/cargo-target"
-  log "project image: cargo build --release --bin ensemble (nice 19, ${TESTBED_BUILD_JOBS:-1} job(s), target $target)"
-  (cd "$REPO" && CARGO_TARGET_DIR="$target" nice -n 19 cargo build --release --locked --bin ensemble \
-     -j "${TESTBED_BUILD_JOBS:-1}" >&2) || die "cargo build failed"
-  bin="$target/release/ensemble"
+  target="${CARGO_TARGET_DIR:-$TB_CACHE/cargo-target}"
+  log "project image: cargo build --profile $profile --bin ensemble (nice ${TESTBED_BUILD_NICE:-19}, target $target)"
+  (cd "$REPO" && CARGO_TARGET_DIR="$target" nice -n "${TESTBED_BUILD_NICE:-19}" \
+     cargo build --profile "$profile" --locked --bin ensemble ${TESTBED_BUILD_JOBS:+-j "$TESTBED_BUILD_JOBS"} >&2) \
+    || die "cargo build failed"
+  case "$profile" in dev) bin="$target/debug/ensemble" ;; *) bin="$target/$profile/ensemble" ;; esac
   local h; h="$(sha256sum <"$bin" | cut -c1-12)"
   PROJECT_ARCHIVE="$TB_CACHE/images/ensemble-$version-$h.tar"
   [[ -f "$PROJECT_ARCHIVE" ]] && return 0
@@ -95,7 +99,8 @@ build_project_image() {
   chown 65532:65532 "$root/home/nonroot"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
-  cp "$bin" "$root/usr/local/bin/ensemble"
+  # Without debug symbols: a dev binary is several times larger with them, and slower to pack.
+  strip -o "$root/usr/local/bin/ensemble" "$bin"
   local lib
   for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
