@@ -76,6 +76,54 @@ async fn chart_installs_a_running_operator() {
     .await;
 }
 
+/// `--set watchNamespaces={a}`: the operator works with namespaced Roles only, in `a`, and leaves
+/// clusters elsewhere alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/e2e"]
+async fn chart_with_watch_namespaces_reconciles_only_those() {
+    let _serial = SERIAL.lock().await;
+    let client = bed().client().await;
+    operator::remove_helm();
+    let watched = TestNamespace::create("watched");
+    let other = TestNamespace::create("unwatched");
+    bed()
+        .helm(&[
+            "install",
+            operator::HELM_RELEASE,
+            "charts/ensemble-operator",
+            "--namespace",
+            operator::HELM_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            &format!("watchNamespaces={{{}}}", watched.name),
+            "--wait",
+            "--timeout",
+            "180s",
+        ])
+        .success();
+    operator::wait_running(&client, operator::HELM_NAMESPACE).await;
+
+    let inside = TestCluster::apply(&client, &watched.name, "in", "  replicas: 1\n");
+    let outside = TestCluster::apply(&client, &other.name, "out", "  replicas: 1\n");
+    inside.wait_available(1).await;
+    assert!(
+        outside.get().await.status.is_none(),
+        "a cluster outside the watched namespaces got a status"
+    );
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &other.name);
+    assert!(
+        statefulsets
+            .get_opt("out")
+            .await
+            .expect("reading")
+            .is_none(),
+        "the operator created a StatefulSet outside its namespaces"
+    );
+    bed().kubectl(&["delete", "cc", "in", "-n", &watched.name]);
+    bed().kubectl(&["delete", "cc", "out", "-n", &other.name]);
+    operator::remove_helm();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the test bed: scripts/e2e"]
 async fn every_example_passes_a_server_side_dry_run() {
