@@ -361,7 +361,20 @@ async fn one_member_serves_survives_its_pod_and_is_collected() {
 
     // The member's pod goes; the StatefulSet brings it back on the same claim, with the data.
     cc.delete_pod_and_wait_replacement("zk-0").await;
-    cc.wait_available(1).await;
+    let status = cc.wait_available(1).await;
+    // The member recovered its log, and the operator read its new applied index.
+    wait::until(
+        "the status shows the member's applied index past the write",
+        Duration::from_secs(90),
+        || async {
+            let members = cc.get().await.status.unwrap_or_default().members;
+            match members.first().and_then(|m| m.applied_index) {
+                Some(index) if index > 0 => Ok(()),
+                _ => Err(format!("{members:#?} (first seen {:#?})", status.members)),
+            }
+        },
+    )
+    .await;
     assert_eq!(
         zk::read(&cc.client_address().await, "/e2e").as_deref(),
         Some(&b"written before the restart"[..]),
