@@ -280,11 +280,11 @@ import_images() {
   local pause probe coredns
   pause="$img/$(basename "$PAUSE_DIR").tar"
   probe="$img/$(basename "$PROBE_DIR").tar"
-  coredns="$img/coredns-$COREDNS_VERSION.tar"
+  coredns="$img/$(basename "$COREDNS_DIR").tar"
   [[ -f "$pause" ]] || image_from_binaries "$PAUSE_IMAGE" "$pause" /pause -- "$PAUSE_DIR/bin/pause:/pause"
   [[ -f "$probe" ]] || image_from_binaries "$PROBE_IMAGE" "$probe" /probe -- "$PROBE_DIR/bin/probe:/probe"
   [[ -f "$coredns" ]] || image_from_binaries "$COREDNS_IMAGE" "$coredns" /coredns -- \
-    "$TB_CACHE/coredns-$COREDNS_VERSION/bin/coredns:/coredns"
+    "$COREDNS_DIR/bin/coredns:/coredns"
   import_image "$PAUSE_IMAGE" "$pause"
   import_image "$PROBE_IMAGE" "$probe"
   import_image "$COREDNS_IMAGE" "$coredns"
