@@ -11,8 +11,8 @@ use super::wait;
 const OPEN: zk::CreateOptions<'static> =
     zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 
-/// Connects to `address` from inside the network namespace, retrying while the Service has no
-/// ready endpoint yet, and runs `op` with the session.
+/// A session with `address`, retrying while the Service has no ready endpoint yet. Call it
+/// inside `Bed::in_netns`.
 async fn session(address: &str) -> zk::Client {
     wait::until(
         &format!("a ZooKeeper session with {address}"),
