@@ -1,0 +1,3 @@
+module ensemble.dev/testbed/probe
+
+go 1.24

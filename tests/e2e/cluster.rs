@@ -1,0 +1,165 @@
+//! A CoordinationCluster under test: created with `kubectl apply` from YAML, read back with the
+//! kube client, and waited on. Multi-member tests (leader election, scaling, healing) are meant
+//! to be a few lines on top of these: `TestCluster::apply`, `wait_available(n)`, `delete_pod`,
+//! `zk::write` / `zk::read`.
+
+use std::time::Duration;
+
+use ensemble::api::{CoordinationCluster, CoordinationClusterStatus, Phase};
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client};
+
+use super::bed::bed;
+use super::operator::{pod_ready, pod_state};
+use super::wait;
+
+pub struct TestCluster {
+    pub name: String,
+    pub namespace: String,
+    pub api: Api<CoordinationCluster>,
+    client: Client,
+}
+
+impl TestCluster {
+    /// `kubectl apply` of a CoordinationCluster named `name` with the given `spec` (YAML, one
+    /// level indented under `spec:`).
+    pub fn apply(client: &Client, namespace: &str, name: &str, spec_yaml: &str) -> Self {
+        let yaml = format!(
+            "apiVersion: ensemble.dev/v1alpha1\nkind: CoordinationCluster\nmetadata:\n  name: {name}\nspec:\n{spec_yaml}"
+        );
+        bed()
+            .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &yaml)
+            .success();
+        Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            api: Api::namespaced(client.clone(), namespace),
+            client: client.clone(),
+        }
+    }
+
+    pub async fn get(&self) -> CoordinationCluster {
+        self.api
+            .get(&self.name)
+            .await
+            .unwrap_or_else(|e| panic!("reading cc/{}: {e}", self.name))
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Waits until the operator reports the cluster Available and Running with `replicas` ready
+    /// members, for the current generation; returns that status.
+    pub async fn wait_available(&self, replicas: i32) -> CoordinationClusterStatus {
+        wait::until(
+            &format!(
+                "cc/{} in {} is Running and Available with {replicas} ready members",
+                self.name, self.namespace
+            ),
+            wait::POD_READY,
+            || async {
+                let cc = self.api.get(&self.name).await.map_err(|e| e.to_string())?;
+                let status = cc.status.clone().unwrap_or_default();
+                let current = status.observed_generation == cc.metadata.generation;
+                if current
+                    && status.phase == Some(Phase::Running)
+                    && status.ready_replicas == replicas
+                    && condition(&status, "Available").is_some_and(|c| c.status == "True")
+                {
+                    Ok(status)
+                } else {
+                    let pods = self
+                        .pods()
+                        .list(&self.member_selector())
+                        .await
+                        .map(|l| l.items.iter().map(pod_state).collect::<Vec<_>>())
+                        .unwrap_or_default();
+                    Err(format!("status {status:#?}\npods {pods:#?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    pub fn member_selector(&self) -> ListParams {
+        ListParams::default().labels(&format!(
+            "app.kubernetes.io/name=ensemble,app.kubernetes.io/instance={}",
+            self.name
+        ))
+    }
+
+    /// Deletes a member pod and waits until its replacement (a new uid) is ready.
+    pub async fn delete_pod_and_wait_replacement(&self, pod: &str) -> Pod {
+        let pods = self.pods();
+        let old_uid = pods
+            .get(pod)
+            .await
+            .unwrap_or_else(|e| panic!("reading pod {pod}: {e}"))
+            .metadata
+            .uid;
+        pods.delete(pod, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("deleting pod {pod}: {e}"));
+        wait::until(
+            &format!("pod {pod} is replaced and ready"),
+            wait::POD_READY,
+            || async {
+                let now = pods.get_opt(pod).await.map_err(|e| e.to_string())?;
+                match now {
+                    Some(p) if p.metadata.uid != old_uid && pod_ready(&p) => Ok(p),
+                    Some(p) => Err(pod_state(&p)),
+                    None => Err("no pod yet".into()),
+                }
+            },
+        )
+        .await
+    }
+
+    /// The client Service's ClusterIP and port, `ip:2181`.
+    pub async fn client_address(&self) -> String {
+        let svc: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+        let ip = svc
+            .get(&self.name)
+            .await
+            .unwrap_or_else(|e| panic!("reading service {}: {e}", self.name))
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .unwrap_or_else(|| panic!("service {} has no ClusterIP", self.name));
+        format!("{ip}:2181")
+    }
+}
+
+pub fn condition<'a>(status: &'a CoordinationClusterStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Asserts that a condition is there with the given status, showing all conditions otherwise.
+pub fn assert_condition(status: &CoordinationClusterStatus, type_: &str, expected: &str) {
+    let found = condition(status, type_);
+    assert!(
+        found.is_some_and(|c| c.status == expected),
+        "condition {type_} should be {expected}; conditions: {:#?}",
+        status.conditions
+    );
+}
+
+/// Waits until the object at `kind/name` is gone (kubectl's view: NotFound).
+pub async fn wait_gone(namespace: &str, kind_name: &str, timeout: Duration) {
+    wait::until(
+        &format!("{kind_name} in {namespace} is gone"),
+        timeout,
+        || async {
+            let ran =
+                bed().kubectl_output(&["get", kind_name, "-n", namespace, "-o", "name"], None);
+            if !ran.ok() && ran.stderr().contains("NotFound") {
+                Ok(())
+            } else {
+                Err(format!("{}{}", ran.stdout(), ran.stderr()))
+            }
+        },
+    )
+    .await
+}
