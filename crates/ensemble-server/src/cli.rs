@@ -369,7 +369,7 @@ async fn readyz(port: u16) -> bool {
         return false;
     }
     let mut head = [0u8; 12];
-    matches!(stream.read_exact(&mut head).await, Ok(_) if head.ends_with(b"200"))
+    stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
 }
 
 #[cfg(test)]

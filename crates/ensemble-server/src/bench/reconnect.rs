@@ -48,6 +48,10 @@ impl Rotation {
     pub fn len(&self) -> usize {
         self.addrs.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
 }
 
 /// A new session on the next address that opens one, before `until` and `stop`.

@@ -568,7 +568,7 @@ mod tests {
             exists.errors,
             [("ConnectionLoss".to_owned(), in_flight as u64)].into()
         );
-        assert!(exists.latencies.len() > 0);
+        assert!(!exists.latencies.is_empty());
         let gap = outcome.completions.longest_gap(length);
         assert!(gap >= silent && gap < answering + silent, "{gap:?}");
     }

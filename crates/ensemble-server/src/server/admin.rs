@@ -23,6 +23,7 @@
 //! - `POST /members/{id}/promote`: make a caught-up learner a voter;
 //! - `DELETE /members/{id}`: remove a member;
 //! - `POST /leader/{id}`: transfer leadership, answered once `id` leads.
+//!
 //! They answer 200 with the new `/status`, or an error with the reason: 401 (no or
 //! wrong token), 404 (unknown member), 409 (a change in progress, already a
 //! member, not caught up, last voter), 503 (no leader, timeout).
@@ -352,13 +353,15 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
 // ---- mutating calls ----
 
 /// Checks the bearer token; the refusal to send if it does not match.
-fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(expected) = &admin.token else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "no admin token is configured (admin.tokenFile): membership changes are disabled",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "no admin token is configured (admin.tokenFile): membership changes are disabled",
+            )
+                .into_response(),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -375,7 +378,9 @@ fn authorize(admin: &Admin, headers: &HeaderMap) -> Result<(), Response> {
     if same {
         Ok(())
     } else {
-        Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response())
+        Err(Box::new(
+            (StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response(),
+        ))
     }
 }
 
@@ -403,7 +408,7 @@ where
     Fut: std::future::Future<Output = Result<(), ConsensusError>>,
 {
     if let Err(refused) = authorize(&admin, &headers) {
-        return refused;
+        return *refused;
     }
     let Some(consensus) = lock(&admin.shared.state).consensus().cloned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "consensus is not open yet").into_response();

@@ -63,14 +63,20 @@ fn line(address: &str, voter: bool) -> String {
     text
 }
 
-/// `/zookeeper/config`'s data; see the module contract.
-pub(crate) fn config_text(membership: &Membership) -> String {
+/// `/zookeeper/config`'s data; see the module contract. `local` is this member's
+/// id and bound client address, used when its membership address names none (a
+/// member that founded the ensemble alone, before its client port was bound).
+pub(crate) fn config_text(membership: &Membership, local: Option<(MemberId, &str)>) -> String {
+    let with_client = |id: &MemberId, address: &String| match local {
+        Some((me, client)) if me == *id && !address.contains(';') => format!("{address};{client}"),
+        _ => address.clone(),
+    };
     let mut members: BTreeMap<MemberId, String> = BTreeMap::new();
     for (id, address) in &membership.voters {
-        members.insert(*id, line(address, true));
+        members.insert(*id, line(&with_client(id, address), true));
     }
     for (id, address) in &membership.learners {
-        members.insert(*id, line(address, false));
+        members.insert(*id, line(&with_client(id, address), false));
     }
     let mut text = String::new();
     for (id, member) in members {
@@ -270,10 +276,10 @@ mod tests {
     #[test]
     fn config_text_is_zookeepers_dynamic_configuration() {
         assert_eq!(
-            config_text(&membership()),
+            config_text(&membership(), Some((3, "c:2181"))),
             "server.1=a:2888:2888:participant;a:2181\n\
              server.2=b:2888:2888:participant;b:2181\n\
-             server.3=c:2888:2888:participant\n\
+             server.3=c:2888:2888:participant;c:2181\n\
              server.4=d:2888:2888:observer;d:2181\n\
              version=1a"
         );

@@ -140,6 +140,8 @@ pub(crate) struct State {
     background: Option<UnboundedSender<Background>>,
     /// `reconfigEnabled`.
     pub reconfig_enabled: bool,
+    /// The client address this member listens on, once bound.
+    pub client_address: Option<String>,
     /// Whether this member led at the last session tick.
     leading: bool,
     /// Sessions with a sign of life since the last report to the leader.
@@ -181,6 +183,7 @@ impl State {
             waiting: BTreeMap::new(),
             background: None,
             reconfig_enabled: config.reconfig_enabled,
+            client_address: None,
             leading: false,
             touched: std::collections::HashSet::new(),
             started: Instant::now(),
@@ -192,6 +195,10 @@ impl State {
     pub fn set_consensus(&mut self, consensus: Consensus, background: UnboundedSender<Background>) {
         self.consensus = Some(consensus);
         self.background = Some(background);
+    }
+
+    pub fn my_id(&self) -> u64 {
+        self.my_id
     }
 
     pub fn consensus(&self) -> Option<&Consensus> {
