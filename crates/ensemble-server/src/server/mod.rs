@@ -486,11 +486,11 @@ async fn serve(
         max_per_ip: shared.config.max_client_connections,
         counts: Arc::default(),
     };
-    let bound = (listener.local_addr().ok().map(|a| a.port()),);
-    if let Some(port) = bound.0 {
+    if let Ok(address) = listener.local_addr() {
         shared
             .client_port
-            .store(port, std::sync::atomic::Ordering::Relaxed);
+            .store(address.port(), std::sync::atomic::Ordering::Relaxed);
+        lock(&shared.state).client_address = Some(address.to_string());
     }
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
