@@ -112,19 +112,6 @@ impl ServerSpec {
             client,
         })
     }
-
-    /// The line's value, as ZooKeeper's `/zookeeper/config` prints it.
-    pub fn to_line(&self) -> String {
-        let role = match self.role {
-            ServerRole::Participant => "participant",
-            ServerRole::Observer => "observer",
-        };
-        let mut line = format!("{}:{}:{}:{role}", self.host, self.peer_port, self.peer_port);
-        if let Some((host, port)) = &self.client {
-            line.push_str(&format!(";{host}:{port}"));
-        }
-        line
-    }
 }
 
 /// One member's settings. See the module contract.
@@ -433,7 +420,6 @@ mod tests {
         );
         assert_eq!(cfg.servers[&2].client, Some(("b".into(), 2182)));
         assert_eq!(cfg.servers[&3].role, ServerRole::Observer);
-        assert_eq!(cfg.servers[&3].to_line(), "c:2890:2890:observer");
     }
 
     #[test]

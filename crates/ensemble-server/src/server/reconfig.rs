@@ -5,9 +5,11 @@
 //! - A member's address in the membership is `host:peerPort`, optionally followed
 //!   by `;clientHost:clientPort` (where clients reach it); [`config_text`] prints
 //!   the membership as ZooKeeper's dynamic configuration: one
-//!   `server.<id>=<host>:<peer>:<peer>:participant|observer[;<client>]` line per
-//!   member (ZooKeeper's second port is its election port; Raft needs one, so it
-//!   repeats), then `version=<hex>`, the log index of the membership entry.
+//!   `server.<id>=<host>:<peer>:<peer+1>:participant|observer[;<client>]` line per
+//!   member, then `version=<hex>`, the log index of the membership entry.
+//!   ZooKeeper's second port is its election port; Raft needs none, but
+//!   ZooKeeper's own parser (which Curator and the Java tools use) refuses a line
+//!   whose two ports are equal, so the second is the peer port + 1, unused.
 //! - [`plan`] turns a reconfig request into membership changes, or the error code
 //!   ZooKeeper answers: `BadVersion` if `curConfigId` is neither -1 nor the
 //!   current version, `BadArguments` for malformed lines, unknown leaving ids, a
@@ -54,8 +56,11 @@ fn line(address: &str, voter: bool) -> String {
         None => (address, None),
     };
     let (host, port) = peer.rsplit_once(':').unwrap_or((peer, ""));
+    let election = port
+        .parse::<u16>()
+        .map_or_else(|_| port.to_owned(), |p| p.wrapping_add(1).to_string());
     let role = if voter { "participant" } else { "observer" };
-    let mut text = format!("{host}:{port}:{port}:{role}");
+    let mut text = format!("{host}:{port}:{election}:{role}");
     if let Some(client) = client {
         text.push(';');
         text.push_str(client);
@@ -277,10 +282,10 @@ mod tests {
     fn config_text_is_zookeepers_dynamic_configuration() {
         assert_eq!(
             config_text(&membership(), Some((3, "c:2181"))),
-            "server.1=a:2888:2888:participant;a:2181\n\
-             server.2=b:2888:2888:participant;b:2181\n\
-             server.3=c:2888:2888:participant;c:2181\n\
-             server.4=d:2888:2888:observer;d:2181\n\
+            "server.1=a:2888:2889:participant;a:2181\n\
+             server.2=b:2888:2889:participant;b:2181\n\
+             server.3=c:2888:2889:participant;c:2181\n\
+             server.4=d:2888:2889:observer;d:2181\n\
              version=1a"
         );
     }
