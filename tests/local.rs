@@ -1,13 +1,15 @@
 //! `ensemble local` as a user runs it: a real process on a real port and a real
 //! data directory, killed with SIGKILL while clients write, then started again.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::processes::{free_port, temp_dir};
 use zookeeper_client as zk;
 
 const OPEN: zk::CreateOptions<'static> =
@@ -15,26 +17,6 @@ const OPEN: zk::CreateOptions<'static> =
 const EPHEMERAL: zk::CreateOptions<'static> =
     zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
 const WAIT: Duration = Duration::from_secs(30);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ensemble-local-{name}-{}-{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// A port that was free a moment ago (the member must come back on the same one).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// One `ensemble local` process.
 struct Local {

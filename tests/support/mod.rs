@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod processes;
 
 use std::path::{Path, PathBuf};
 

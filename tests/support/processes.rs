@@ -1,0 +1,25 @@
+//! Helpers of the tests that run `ensemble` processes on loopback.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// A fresh directory under the system's temporary directory, unique to this call.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ensemble-it-{name}-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A loopback port that was free a moment ago (a member may need to come back on it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
