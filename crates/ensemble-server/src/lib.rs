@@ -11,8 +11,6 @@
 //!
 //! On top of them, with I/O:
 //! - [`consensus`]: the replicated, durable log (Raft) under the server.
-//! - [`storage`]: the transaction log and snapshots in a data directory, and
-//!   recovery from them.
 //! - [`server`]: the tokio network layer of one member, with its four-letter
 //!   words and its admin HTTP port (probes, status, metrics).
 //! - [`cli`]: the `ensemble server` and `ensemble local` subcommands.
@@ -26,6 +24,5 @@ pub mod consensus;
 pub mod protocol;
 pub mod server;
 pub mod session;
-pub mod storage;
 pub mod tree;
 pub mod watches;
