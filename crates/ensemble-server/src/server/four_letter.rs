@@ -271,6 +271,9 @@ fn file_descriptors() -> Option<(usize, u64)> {
 fn conf(shared: &Shared) -> String {
     let c = &shared.config;
     let (dir, size) = data_dir(shared);
+    let client_port = lock(&shared.state)
+        .client_address
+        .map_or(c.client_port, |address| address.port());
     format!(
         "clientPort={}\n\
          secureClientPort=-1\n\
@@ -284,9 +287,7 @@ fn conf(shared: &Shared) -> String {
          maxSessionTimeout={}\n\
          clientPortListenBacklog=-1\n\
          serverId={}\n",
-        shared
-            .client_port
-            .load(std::sync::atomic::Ordering::Relaxed),
+        client_port,
         c.tick_time_ms,
         c.max_client_connections,
         c.min_session_timeout_ms,

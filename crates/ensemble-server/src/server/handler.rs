@@ -304,10 +304,8 @@ fn config_data(state: &State) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
         .consensus()
         .map(|c| c.status().membership)
         .unwrap_or_default();
-    let local = state
-        .client_address
-        .as_deref()
-        .map(|address| (state.my_id(), address));
+    let client = state.client_address.map(|address| address.to_string());
+    let local = client.as_deref().map(|address| (state.my_id(), address));
     let text = config_text(&membership, local).into_bytes();
     let mut stat = node.stat();
     stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);

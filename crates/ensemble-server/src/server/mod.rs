@@ -77,8 +77,6 @@ pub enum ServerError {
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
-    /// The client port actually bound (the config may say 0), for `conf`.
-    pub client_port: std::sync::atomic::AtomicU16,
     pub state: Mutex<State>,
     pub stats: ServerStats,
 }
@@ -226,7 +224,6 @@ impl Member {
             ttl_enabled: config.extended_types_enabled,
         };
         let shared = Arc::new(Shared {
-            client_port: config.client_port.into(),
             state: Mutex::new(State::new(&config, DataTree::new(options))),
             stats: ServerStats::new(),
             config,
@@ -486,12 +483,7 @@ async fn serve(
         max_per_ip: shared.config.max_client_connections,
         counts: Arc::default(),
     };
-    if let Ok(address) = listener.local_addr() {
-        shared
-            .client_port
-            .store(address.port(), std::sync::atomic::Ordering::Relaxed);
-        lock(&shared.state).client_address = Some(address.to_string());
-    }
+    lock(&shared.state).client_address = listener.local_addr().ok();
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
     let connections = shutdown.child_token();

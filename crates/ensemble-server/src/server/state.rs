@@ -140,8 +140,9 @@ pub(crate) struct State {
     background: Option<UnboundedSender<Background>>,
     /// `reconfigEnabled`.
     pub reconfig_enabled: bool,
-    /// The client address this member listens on, once bound.
-    pub client_address: Option<String>,
+    /// The client address this member listens on, once bound (the config may say
+    /// port 0): for `conf` and `/zookeeper/config`.
+    pub client_address: Option<std::net::SocketAddr>,
     /// Whether this member led at the last session tick.
     leading: bool,
     /// Sessions with a sign of life since the last report to the leader.
