@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use ensemble::api::{MemberRole, Phase};
 use ensemble::controller::build;
-use ensemble::controller::observe::{MemberReport, Observed};
+use ensemble::controller::observe::{AdminToken, MemberReport, Observed, ReportedMember};
+use ensemble::controller::plan::membership::Step;
 use ensemble::controller::plan::{differs, plan, EventKind, Write};
 use ensemble::controller::validate::{validate, ClusterConfig, Defaults};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -41,12 +42,29 @@ fn converged(cfg: &ClusterConfig, ready: usize) -> Observed {
         client_service: Some(children.client_service),
         pdb: Some(children.pdb),
         config_map: Some(children.config_map),
-        admin_secret_present: true,
+        admin_token: Some(AdminToken("secret".into())),
         pods: (0..cfg.replicas as usize)
             .map(|i| member_pod(i, i < ready))
             .collect(),
         claims: Vec::new(),
-        reports: BTreeMap::new(),
+        // The ready members answer; zk-0 leads the three voters.
+        reports: (0..ready)
+            .map(|i| {
+                let role = if i == 0 { "leader" } else { "follower" };
+                let mut report = report(i as i64 + 1, role, 100, 100);
+                report.leader_id = Some(1);
+                if i == 0 {
+                    report.members = (1..=3)
+                        .map(|id| ReportedMember {
+                            id,
+                            voting: true,
+                            lag: (id as usize <= ready).then_some(0),
+                        })
+                        .collect();
+                }
+                (format!("zk-{i}"), report)
+            })
+            .collect(),
     }
 }
 
@@ -67,6 +85,8 @@ fn report(id: i64, role: &str, applied: u64, commit: u64) -> MemberReport {
         commit_index: commit,
         applied_index: applied,
         membership_version: Some(7),
+        initialized: true,
+        members: Vec::new(),
     }
 }
 
@@ -282,4 +302,74 @@ fn equal_quantities_in_other_spellings_are_not_a_difference() {
         &json!({"list": [1, 2]}),
         Some(&json!({"list": [1, 2, 3]}))
     ));
+}
+
+fn statefulset_replicas(writes: &[Write]) -> Option<i32> {
+    writes.iter().find_map(|w| match w {
+        Write::StatefulSet(s) => s.spec.as_ref()?.replicas,
+        _ => None,
+    })
+}
+
+#[test]
+fn blank_members_get_an_ensemble_founded_on_the_first() {
+    let cfg = config();
+    let mut observed = converged(&cfg, 0);
+    observed.reports = (0..3)
+        .map(|i| {
+            let mut blank = report(i + 1, "outside", 0, 0);
+            (blank.leader_id, blank.initialized) = (None, false);
+            (format!("zk-{i}"), blank)
+        })
+        .collect();
+    let first = plan(&cfg, &observed, None, &at(0));
+    assert_eq!(first.step, Some(Step::Bootstrap { ordinal: 0 }));
+    let status = first.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Creating));
+    let progressing = condition(&status, "Progressing");
+    assert_eq!(progressing.reason, "MemberBootstrapped");
+    assert!(
+        progressing.message.contains("zk-0"),
+        "{}",
+        progressing.message
+    );
+
+    // Once the resource recorded a membership, blank members are never refounded.
+    let founded = ensemble::api::CoordinationClusterStatus {
+        membership_version: Some(3),
+        ..status
+    };
+    let again = plan(&cfg, &observed, Some(&founded), &at(5));
+    assert_eq!(again.step, None);
+}
+
+#[test]
+fn scaling_down_removes_members_before_their_pods_and_sizes_the_budget_from_the_voters() {
+    let mut cfg = config();
+    cfg.replicas = 1;
+    let observed = converged(&cfg_with_replicas(3), 3);
+    let running = plan(&cfg_with_replicas(3), &observed, None, &at(0)).status;
+    let shrink = plan(&cfg, &observed, running.as_ref(), &at(5));
+    assert_eq!(shrink.step, Some(Step::Remove { ordinal: 2 }));
+    assert_eq!(
+        statefulset_replicas(&shrink.writes),
+        None,
+        "the StatefulSet keeps its three pods while they are members"
+    );
+    let pdb = shrink.writes.iter().find_map(|w| match w {
+        Write::Pdb(p) => p.spec.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        pdb.and_then(|s| s.max_unavailable),
+        None,
+        "three voters still spare one, as the budget already says"
+    );
+    assert_eq!(shrink.status.and_then(|s| s.phase), Some(Phase::Scaling));
+}
+
+fn cfg_with_replicas(replicas: i32) -> ClusterConfig {
+    let mut cfg = config();
+    cfg.replicas = replicas;
+    cfg
 }

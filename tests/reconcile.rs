@@ -1,4 +1,5 @@
-//! The reconcile pipeline end to end against a request-counting stand-in for the API server:
+//! The reconcile pipeline end to end against a request-counting stand-in for the API server
+//! (and canned member admin ports):
 //! what a first reconcile writes, and that a converged cluster is reconciled with reads only.
 
 mod support;
@@ -55,7 +56,42 @@ fn writes(requests: &[Recorded]) -> Vec<String> {
 
 /// What the StatefulSet controller and the kubelets do once the StatefulSet exists: run three
 /// ready member pods of the current revision.
+/// Real admin ports for the three members, answering `/status` as a converged ensemble led by
+/// zk-0 would: one thread per member on 127.0.0.<ordinal + 2>:8080, started once per process.
+fn serve_member_reports() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        for ordinal in 0..3u8 {
+            let ip = format!("127.0.0.{}", ordinal + 2);
+            let listener = std::net::TcpListener::bind((ip.as_str(), 8080))
+                .unwrap_or_else(|e| panic!("admin port of zk-{ordinal} on {ip}:8080: {e}"));
+            let members: Vec<_> = (1..=3)
+                .map(|id| json!({"id": id, "address": "", "role": "follower", "voting": true, "lag": 0}))
+                .collect();
+            let body = json!({
+                "id": ordinal + 1,
+                "role": if ordinal == 0 { "leader" } else { "follower" },
+                "leaderId": 1, "term": 2, "commitIndex": 40, "appliedIndex": 40,
+                "membershipVersion": 4, "initialized": true, "members": members,
+            })
+            .to_string();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                for mut stream in listener.incoming().flatten() {
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{body}"
+                    );
+                }
+            });
+        }
+    });
+}
+
 fn run_members(api: &FakeApi) {
+    serve_member_reports();
     api.update(STS_PATH, |sts| {
         sts["status"] = json!({"replicas": 3, "readyReplicas": 3, "currentRevision": "zk-7d9f", "updateRevision": "zk-7d9f"});
     });
@@ -76,7 +112,10 @@ fn run_members(api: &FakeApi) {
                         "controller-revision-hash": "zk-7d9f"
                     }
                 },
-                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+                "status": {
+                    "podIP": format!("127.0.0.{}", ordinal + 2),
+                    "conditions": [{"type": "Ready", "status": "True"}]
+                }
             }),
         );
     }

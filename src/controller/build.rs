@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretKeySelector,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -67,7 +67,6 @@ fn metadata(cfg: &ClusterConfig, name: String) -> ObjectMeta {
 pub fn server_properties(cfg: &ClusterConfig) -> String {
     let s = &cfg.server;
     let words: Vec<&str> = s.four_letter_words.iter().map(|w| w.as_str()).collect();
-    let peers = names::peers_service(&cfg.name);
     let lines = [
         "# Written by the ensemble operator; edits are overwritten.".to_string(),
         format!("clientPort={CLIENT_PORT}"),
@@ -78,19 +77,41 @@ pub fn server_properties(cfg: &ClusterConfig) -> String {
         format!("minSessionTimeout={}", s.min_session_timeout_ms),
         format!("maxSessionTimeout={}", s.max_session_timeout_ms),
         format!("snapCount={}", s.snapshot_every_txns),
-        format!("snapRetainCount={}", s.retained_snapshots),
+        format!("autopurge.snapRetainCount={}", s.retained_snapshots),
         format!("maxClientCnxns={}", s.max_client_connections),
         format!("jute.maxbuffer={}", s.max_frame_bytes),
         format!("4lw.commands.whitelist={}", words.join(",")),
         format!("extendedTypesEnabled={}", s.ttl_nodes_enabled),
         format!(
-            "peerAddressTemplate={}-{{ordinal}}.{peers}.{}.svc.{}:{PEER_PORT}",
-            cfg.name, cfg.namespace, cfg.cluster_domain
+            "peerAddressTemplate={}:{PEER_PORT}",
+            member_host(cfg, "{ordinal}")
         ),
+        // Every pod starts blank and waits: the operator founds the ensemble on the first one
+        // and adds the others one at a time, so no pod ever founds an ensemble of its own.
+        "joinExisting=true".to_string(),
+        format!("admin.tokenFile={ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
     ];
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+/// The stable DNS name of the member with `ordinal` (a number, or a template placeholder).
+fn member_host(cfg: &ClusterConfig, ordinal: &str) -> String {
+    format!(
+        "{}-{ordinal}.{}.{}.svc.{}",
+        cfg.name,
+        names::peers_service(&cfg.name),
+        cfg.namespace,
+        cfg.cluster_domain
+    )
+}
+
+/// The address the admin API's add-member call takes: `host:peerPort;host:clientPort`, the same
+/// host the member advertises from its `peerAddressTemplate`.
+pub fn member_address(cfg: &ClusterConfig, ordinal: i32) -> String {
+    let host = member_host(cfg, &ordinal.to_string());
+    format!("{host}:{PEER_PORT};{host}:{CLIENT_PORT}")
 }
 
 pub fn config_map(cfg: &ClusterConfig) -> ConfigMap {
@@ -244,26 +265,17 @@ fn server_container(cfg: &ClusterConfig) -> Container {
         name: SERVER_CONTAINER.into(),
         image: Some(cfg.image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
+        // The member id is the pod's ordinal + 1, read from its name.
         args: Some(vec![
             "server".into(),
             "--config".into(),
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+            "--pod-name".into(),
+            "$(POD_NAME)".into(),
         ]),
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
-            EnvVar {
-                name: "ENSEMBLE_ADMIN_TOKEN".into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: names::admin_secret(&cfg.name),
-                        key: ADMIN_TOKEN_KEY.into(),
-                        optional: Some(false),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
         ]),
         ports: Some(vec![
             container_port(CLIENT_PORT_NAME, CLIENT_PORT),
@@ -294,6 +306,12 @@ fn server_container(cfg: &ClusterConfig) -> Container {
             VolumeMount {
                 name: "config".into(),
                 mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: ADMIN_TOKEN_VOLUME.into(),
+                mount_path: ADMIN_TOKEN_DIR.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },
@@ -375,6 +393,16 @@ fn pod_template(cfg: &ClusterConfig, config_hash: &str) -> PodTemplateSpec {
                     config_map: Some(ConfigMapVolumeSource {
                         name: names::config_map(&cfg.name),
                         ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: ADMIN_TOKEN_VOLUME.into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(names::admin_secret(&cfg.name)),
+                        // Readable by the member's group (fsGroup), no one else.
+                        default_mode: Some(0o440),
+                        ..SecretVolumeSource::default()
                     }),
                     ..Volume::default()
                 },

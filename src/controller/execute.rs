@@ -1,14 +1,18 @@
 //! `execute`: carries out a plan. The only code of the controller that writes.
 //!
+//! A membership step ([`execute_step`]) is one admin call to a member, or the deletion of a pod
+//! (and for a wipe, first its claim). It either happened or it did not; the next reconcile
+//! observes which, so a failed step is reported and retried from what is observed then.
+//!
 //! Every object is written with server-side apply under [`FIELD_MANAGER`], forcing ownership
 //! of the fields the operator sets (it is their only rightful writer). Writes happen in plan
 //! order and stop at the first failure, which leaves the earlier writes in place: each is a
 //! complete, valid object, and the next reconcile plans the rest again.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use rand::RngCore;
@@ -16,10 +20,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
-use super::build;
-use super::names::FIELD_MANAGER;
-use super::plan::{EventKind, PlannedEvent, Write};
+use super::names::{self, FIELD_MANAGER};
+use super::observe::Observed;
+use super::plan::membership::Step;
+use super::plan::{self, EventKind, PlannedEvent, Write};
 use super::validate::ClusterConfig;
+use super::{admin, build};
 use crate::api::{CoordinationCluster, CoordinationClusterStatus};
 
 fn apply_params() -> PatchParams {
@@ -77,6 +83,69 @@ pub async fn execute_writes(
         }
     }
     Ok(())
+}
+
+/// Takes one membership step; `Err` says why it did not happen.
+pub async fn execute_step(
+    client: &Client,
+    cfg: &ClusterConfig,
+    observed: &Observed,
+    step: Step,
+) -> Result<(), String> {
+    let pod = plan::step_pod(step, cfg, observed).ok_or("no member leads")?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &cfg.namespace);
+    let delete_pod = || async {
+        pods.delete(&pod, &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("deleting pod {pod}: {e}"))
+    };
+    let id = |ordinal: i32| names::member_id(ordinal);
+    let (method, path, body) = match step {
+        Step::Restart { .. } => return delete_pod().await,
+        Step::Wipe { ordinal } => {
+            // The claim goes first: kept by its protection finalizer until the pod is gone, it
+            // is then deleted, and the StatefulSet recreates the pod with a fresh one.
+            let claim = format!(
+                "{}-{}",
+                names::DATA_VOLUME,
+                names::member_pod(&cfg.name, ordinal)
+            );
+            Api::<PersistentVolumeClaim>::namespaced(client.clone(), &cfg.namespace)
+                .delete(&claim, &DeleteParams::default())
+                .await
+                .map_err(|e| format!("deleting claim {claim}: {e}"))?;
+            return delete_pod().await;
+        }
+        Step::Bootstrap { .. } => ("POST", "/bootstrap".to_string(), None),
+        Step::AddLearner { ordinal } => (
+            "POST",
+            format!("/members/{}", id(ordinal)),
+            Some(json!({"address": build::member_address(cfg, ordinal)})),
+        ),
+        Step::Promote { ordinal } => ("POST", format!("/members/{}/promote", id(ordinal)), None),
+        Step::Remove { ordinal } => ("DELETE", format!("/members/{}", id(ordinal)), None),
+        Step::TransferLeadership { to, .. } => ("POST", format!("/leader/{}", id(to)), None),
+    };
+    let token = observed
+        .admin_token
+        .as_ref()
+        .ok_or("the admin Secret has no token yet")?;
+    let ip = observed
+        .pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+        .ok_or_else(|| format!("pod {pod} has no IP"))?;
+    let (code, answer) = admin::call(&ip, method, &path, Some(token), body.as_ref()).await?;
+    if code == 200 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{method} {path} on {pod} answered {code}: {}",
+            String::from_utf8_lossy(&answer).trim()
+        ))
+    }
 }
 
 /// 32 random bytes, hex-encoded: the bearer token of the members' admin API.

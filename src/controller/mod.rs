@@ -5,6 +5,7 @@
 //! write, the status, the events) → [`execute`] (the only writer) → status. This module wires
 //! them to kube-runtime and decides what happens after an error.
 
+pub mod admin;
 pub mod build;
 pub mod execute;
 pub mod names;
@@ -151,6 +152,19 @@ async fn reconcile_inner(cc: &CoordinationCluster, ctx: &Context) -> Result<Acti
             report_rejection(cc, ctx, &error, &now).await;
         }
         return Err(error);
+    }
+    let mut plan = plan;
+    if let Some(step) = plan.step {
+        let event = plan::step_event(step, &config);
+        tracing::info!(%cluster, step = %event.note, "membership step");
+        match execute::execute_step(&ctx.client, &config, &observed, step).await {
+            Ok(()) => plan.events.push(event),
+            Err(reason) => {
+                tracing::warn!(%cluster, step = %event.note, %reason, "membership step failed");
+                plan.events
+                    .push(plan::step_failed_event(step, &config, &reason));
+            }
+        }
     }
     finish(cc, ctx, &plan).await?;
     Ok(Action::requeue(plan.requeue_after))

@@ -18,6 +18,9 @@ pub const DATA_DIR: &str = "/var/lib/ensemble";
 pub const CONFIG_DIR: &str = "/etc/ensemble";
 pub const CONFIG_FILE: &str = "server.properties";
 pub const ADMIN_TOKEN_KEY: &str = "token";
+/// Where the admin Secret is mounted in a member pod, and the volume's name.
+pub const ADMIN_TOKEN_DIR: &str = "/etc/ensemble-admin";
+pub const ADMIN_TOKEN_VOLUME: &str = "admin-token";
 pub const SERVER_CONTAINER: &str = "server";
 
 /// UID and GID of the member process; the image's non-root user.

@@ -5,7 +5,6 @@
 //! is reported as such; that is an observation for the plan, not an error of the reconcile.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
@@ -13,17 +12,15 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::names;
+use super::{admin, names};
 
 /// What one member says about itself on `GET /status` of its admin port.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberReport {
     pub id: i64,
-    /// `leader`, `follower` or `learner`.
+    /// `leader`, `follower`, `learner`, `candidate` or `outside` (not a member).
     pub role: String,
     pub leader_id: Option<i64>,
     pub term: u64,
@@ -31,6 +28,38 @@ pub struct MemberReport {
     pub applied_index: u64,
     #[serde(default)]
     pub membership_version: Option<i64>,
+    /// Whether the member holds a log (it belongs, or belonged, to an ensemble). A server that
+    /// does not say is taken to hold one: the operator never founds or wipes on a guess.
+    #[serde(default = "holds_data")]
+    pub initialized: bool,
+    /// The membership as this member knows it; complete with lags on the leader.
+    #[serde(default)]
+    pub members: Vec<ReportedMember>,
+}
+
+fn holds_data() -> bool {
+    true
+}
+
+/// One entry of a report's `members`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedMember {
+    pub id: i64,
+    pub voting: bool,
+    /// Entries behind the leader's log, as the leader sees it.
+    #[serde(default)]
+    pub lag: Option<u64>,
+}
+
+/// The bearer token of the members' admin API. Its `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 /// The cluster's world as read at the start of one reconcile.
@@ -41,8 +70,8 @@ pub struct Observed {
     pub client_service: Option<Service>,
     pub pdb: Option<PodDisruptionBudget>,
     pub config_map: Option<ConfigMap>,
-    /// Whether the admin Secret exists with a token; its value is never kept.
-    pub admin_secret_present: bool,
+    /// The admin Secret's token, if the Secret exists with one.
+    pub admin_token: Option<AdminToken>,
     pub pods: Vec<Pod>,
     pub claims: Vec<PersistentVolumeClaim>,
     /// Admin reports of the members that answered, by pod name.
@@ -78,9 +107,11 @@ pub async fn observe(
         pods.list(&by_selector),
         claims.list(&by_selector),
     )?;
-    let admin_secret_present = secret
+    let admin_token = secret
         .and_then(|s| s.data)
-        .is_some_and(|d| d.contains_key(names::ADMIN_TOKEN_KEY));
+        .and_then(|mut d| d.remove(names::ADMIN_TOKEN_KEY))
+        .and_then(|t| String::from_utf8(t.0).ok())
+        .map(AdminToken);
     let mut pods = pods.items;
     pods.retain(|p| {
         p.metadata
@@ -96,7 +127,7 @@ pub async fn observe(
         client_service,
         pdb,
         config_map,
-        admin_secret_present,
+        admin_token,
         pods,
         claims: claims.items,
         reports,
@@ -124,57 +155,29 @@ async fn member_reports(pods: &[Pod]) -> BTreeMap<String, MemberReport> {
         .collect()
 }
 
-/// `GET /status` on a member's admin port: a plain HTTP/1.0 exchange, so observing members needs
-/// no HTTP client stack of its own.
 async fn fetch_report(ip: &str) -> Result<MemberReport, String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect((ip, names::ADMIN_PORT as u16))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let request =
-            format!("GET /status HTTP/1.0\r\nHost: {ip}\r\nAccept: application/json\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let mut response = Vec::new();
-        stream
-            .take(1 << 20)
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        parse_status_response(&response)
-    };
-    tokio::time::timeout(Duration::from_secs(2), exchange)
-        .await
-        .map_err(|_| "timed out after 2s".to_string())?
-}
-
-fn parse_status_response(response: &[u8]) -> Result<MemberReport, String> {
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("response has no header end")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let status_line = head.lines().next().unwrap_or_default();
-    if status_line.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("answered {status_line:?}"));
+    let (code, body) = admin::call(ip, "GET", "/status", None, None).await?;
+    if code != 200 {
+        return Err(format!(
+            "answered {code}: {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
-    serde_json::from_slice(&response[split + 4..]).map_err(|e| format!("body: {e}"))
+    serde_json::from_slice(&body).map_err(|e| format!("body: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_status_response;
+    use super::MemberReport;
 
     #[test]
-    fn parses_a_status_answer_and_rejects_errors() {
-        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"id\":2,\"role\":\"leader\",\"leaderId\":2,\"term\":3,\"commitIndex\":10,\"appliedIndex\":9}";
-        let report = parse_status_response(ok).expect("valid answer");
-        assert_eq!(report.id, 2);
-        assert_eq!(report.role, "leader");
-        assert_eq!(report.applied_index, 9);
-        assert!(parse_status_response(b"HTTP/1.1 503 Service Unavailable\r\n\r\n{}").is_err());
-        assert!(parse_status_response(b"garbage").is_err());
+    fn a_report_without_the_newer_fields_is_taken_to_hold_data() {
+        let report: MemberReport = serde_json::from_str(
+            r#"{"id":2,"role":"leader","leaderId":2,"term":3,"commitIndex":10,"appliedIndex":9}"#,
+        )
+        .expect("valid report");
+        assert_eq!((report.id, report.applied_index), (2, 9));
+        assert!(report.initialized);
+        assert!(report.members.is_empty());
     }
 }

@@ -2,9 +2,15 @@
 //! status to report and the events to record. Pure and synchronous: no client, no clock (the
 //! time is an input), so every rule here is tested without a cluster.
 //!
+//! Which member joins, leaves, leads or restarts next is decided by [`membership`], from the
+//! same observation; the plan carries its one step, sizes the StatefulSet and the
+//! PodDisruptionBudget from the membership, and reports the step's progress in the status.
+//!
 //! The plan never writes what is already there: a child is applied only when some field the
 //! operator sets differs from the observed object, and the status only when it changed. A
 //! reconcile of a converged cluster therefore plans no write at all.
+
+pub mod membership;
 
 use std::time::Duration;
 
@@ -12,6 +18,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,6 +28,7 @@ use super::observe::{MemberReport, Observed};
 use super::quantity::parse_quantity;
 use super::validate::{ClusterConfig, InvalidSpec};
 use crate::api::{CoordinationClusterStatus, MemberRole, MemberStatus, Phase};
+use membership::{Decision, LeaderView, Seat, SeatReport, Step, View};
 
 pub const CONDITION_AVAILABLE: &str = "Available";
 pub const CONDITION_PROGRESSING: &str = "Progressing";
@@ -105,6 +113,8 @@ pub struct PlannedEvent {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     pub writes: Vec<Write>,
+    /// The membership step to take after the writes, if one is due and safe.
+    pub step: Option<Step>,
     /// The status to write; `None` when it equals the observed one.
     pub status: Option<CoordinationClusterStatus>,
     pub events: Vec<PlannedEvent>,
@@ -115,6 +125,8 @@ pub struct Plan {
 /// Requeue while members are still converging: pods becoming ready do not always change an
 /// object the operator watches.
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(5);
+/// Requeue after a membership step, to take the next one soon.
+const REQUEUE_STEP: Duration = Duration::from_secs(2);
 /// Requeue of a converged cluster, to refresh leader and lag in the status and catch drift.
 const REQUEUE_CONVERGED: Duration = Duration::from_secs(60);
 
@@ -125,10 +137,11 @@ pub fn plan(
     previous: Option<&CoordinationClusterStatus>,
     now: &Time,
 ) -> Plan {
+    let decision = membership::decide(&view(cfg, observed, previous));
     let writes = if cfg.paused {
         Vec::new()
     } else {
-        plan_writes(cfg, observed)
+        plan_writes(cfg, observed, &decision)
     };
     let mut events: Vec<PlannedEvent> = writes
         .iter()
@@ -136,12 +149,19 @@ pub fn plan(
         .collect();
 
     let facts = Facts::gather(cfg, observed);
-    let phase = phase(cfg, observed, &facts, previous);
+    let phase = phase(cfg, observed, &facts, &decision, previous);
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let conditions = ConditionSet::new(previous_conditions, cfg.generation, now);
-    let conditions = conditions_for(cfg, &facts, phase, !writes.is_empty(), conditions);
+    let conditions = conditions_for(
+        cfg,
+        &facts,
+        phase,
+        &decision,
+        !writes.is_empty(),
+        conditions,
+    );
 
     if cfg.replicas % 2 == 0
         && became_true(previous_conditions, &conditions, CONDITION_EVEN_REPLICAS)
@@ -170,9 +190,12 @@ pub fn plan(
     let converged = writes.is_empty() && phase == Phase::Running;
     Plan {
         writes,
+        step: decision.step,
         status: (previous != Some(&status)).then_some(status),
         events,
-        requeue_after: if converged || cfg.paused {
+        requeue_after: if decision.step.is_some() {
+            REQUEUE_STEP
+        } else if converged || cfg.paused {
             REQUEUE_CONVERGED
         } else {
             REQUEUE_PROGRESSING
@@ -240,20 +263,29 @@ fn plan_blocked(
     };
     Plan {
         writes: Vec::new(),
+        step: None,
         status: (previous != Some(&status)).then_some(status),
         events,
         requeue_after: REQUEUE_CONVERGED,
     }
 }
 
-fn plan_writes(cfg: &ClusterConfig, observed: &Observed) -> Vec<Write> {
+fn plan_writes(cfg: &ClusterConfig, observed: &Observed, decision: &Decision) -> Vec<Write> {
     let Children {
         config_map,
         peers_service,
         client_service,
-        pdb,
+        mut pdb,
         mut statefulset,
     } = build::children(cfg);
+    // The membership, not the spec, sizes both: pods leave only once they left the voters, and
+    // a drain may take only what the current voters can spare.
+    if let Some(spec) = statefulset.spec.as_mut() {
+        spec.replicas = Some(decision.statefulset_replicas);
+    }
+    if let Some(spec) = pdb.spec.as_mut() {
+        spec.max_unavailable = Some(IntOrString::Int(decision.max_unavailable));
+    }
     // A StatefulSet's claim templates are immutable: keep the ones it was created with and grow
     // the existing claims instead.
     let observed_templates = observed
@@ -269,7 +301,7 @@ fn plan_writes(cfg: &ClusterConfig, observed: &Observed) -> Vec<Write> {
     if differs(&config_map, observed.config_map.as_ref()) {
         writes.push(Write::ConfigMap(config_map));
     }
-    if !observed.admin_secret_present {
+    if observed.admin_token.is_none() {
         writes.push(Write::CreateAdminSecret);
     }
     if differs(&peers_service, observed.peers_service.as_ref()) {
@@ -379,6 +411,9 @@ struct Facts {
     leader: Option<String>,
     members: Vec<MemberStatus>,
     membership_version: Option<i64>,
+    /// Voters and learners, as the leader reports them.
+    voters: Option<i32>,
+    learners: i32,
     /// Members whose pod runs an older template than the StatefulSet's current revision.
     outdated: Vec<String>,
     not_ready: Vec<String>,
@@ -398,7 +433,7 @@ impl Facts {
             .collect();
         pods.sort_by_key(|(ordinal, _)| *ordinal);
 
-        let leader_report = observed.reports.values().find(|r| r.role == "leader");
+        let leader_report = leader_report(observed);
         let leader_id = leader_report
             .map(|r| r.id)
             .or_else(|| observed.reports.values().find_map(|r| r.leader_id));
@@ -406,11 +441,9 @@ impl Facts {
             .filter(|id| *id >= 1)
             .and_then(|id| i32::try_from(id - 1).ok())
             .map(|ordinal| names::member_pod(&cfg.name, ordinal));
-        let update_revision = observed
-            .statefulset
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .and_then(|s| s.update_revision.clone());
+        let voting = |voting: bool| {
+            leader_report.map(|r| r.members.iter().filter(|m| m.voting == voting).count() as i32)
+        };
 
         let mut facts = Facts {
             pods: pods.len() as i32,
@@ -418,6 +451,8 @@ impl Facts {
             leader,
             members: Vec::new(),
             membership_version: leader_report.and_then(|r| r.membership_version),
+            voters: voting(true),
+            learners: voting(false).unwrap_or(0),
             outdated: Vec::new(),
             not_ready: Vec::new(),
         };
@@ -430,15 +465,8 @@ impl Facts {
             } else {
                 facts.not_ready.push(name.clone());
             }
-            let revision = pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("controller-revision-hash"));
-            if let (Some(want), Some(have)) = (&update_revision, revision) {
-                if want != have {
-                    facts.outdated.push(name.clone());
-                }
+            if outdated(observed, pod) {
+                facts.outdated.push(name.clone());
             }
             facts.members.push(MemberStatus {
                 name,
@@ -453,11 +481,171 @@ impl Facts {
     }
 }
 
+/// The report of the member that leads in the highest term.
+fn leader_report(observed: &Observed) -> Option<&MemberReport> {
+    observed
+        .reports
+        .values()
+        .filter(|r| r.role == "leader")
+        .max_by_key(|r| r.term)
+}
+
+/// Whether the pod runs an older template than the StatefulSet's current revision.
+fn outdated(observed: &Observed, pod: &Pod) -> bool {
+    let want = observed
+        .statefulset
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.as_ref());
+    let have = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("controller-revision-hash"));
+    matches!((want, have), (Some(want), Some(have)) if want != have)
+}
+
+/// What [`membership::decide`] needs, from the observation.
+fn view(
+    cfg: &ClusterConfig,
+    observed: &Observed,
+    previous: Option<&CoordinationClusterStatus>,
+) -> View {
+    let ordinal_of_id = |id: i64| i32::try_from(id - 1).ok();
+    let seats = observed
+        .pods
+        .iter()
+        .filter_map(|pod| {
+            let name = pod.metadata.name.as_deref()?;
+            Some(Seat {
+                ordinal: names::ordinal_of(&cfg.name, name)?,
+                terminating: pod.metadata.deletion_timestamp.is_some(),
+                outdated: outdated(observed, pod),
+                report: observed.reports.get(name).map(|r| SeatReport {
+                    initialized: r.initialized,
+                    leader_id: r.leader_id,
+                    term: r.term,
+                }),
+            })
+        })
+        .collect();
+    let leader = leader_report(observed).and_then(|r| {
+        let mut leader = LeaderView {
+            ordinal: ordinal_of_id(r.id)?,
+            term: r.term,
+            ..LeaderView::default()
+        };
+        for member in &r.members {
+            let Some(ordinal) = ordinal_of_id(member.id) else {
+                continue;
+            };
+            let side = if member.voting {
+                &mut leader.voters
+            } else {
+                &mut leader.learners
+            };
+            side.insert(ordinal, member.lag);
+        }
+        Some(leader)
+    });
+    View {
+        desired: cfg.replicas,
+        statefulset_replicas: observed
+            .statefulset
+            .as_ref()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas),
+        seats,
+        leader,
+        ever_founded: previous.is_some_and(|s| s.membership_version.is_some()),
+        paused: cfg.paused,
+    }
+}
+
+/// The pod a step acts on or asks: the target of a bootstrap, a restart or a wipe, else the
+/// leader (any member would forward a membership call to it; asking it saves the hop).
+pub fn step_pod(step: Step, cfg: &ClusterConfig, observed: &Observed) -> Option<String> {
+    match step {
+        Step::Bootstrap { ordinal } | Step::Restart { ordinal } | Step::Wipe { ordinal } => {
+            Some(names::member_pod(&cfg.name, ordinal))
+        }
+        Step::AddLearner { .. }
+        | Step::Promote { .. }
+        | Step::Remove { .. }
+        | Step::TransferLeadership { .. } => {
+            let leader = leader_report(observed)?;
+            Some(names::member_pod(
+                &cfg.name,
+                i32::try_from(leader.id - 1).ok()?,
+            ))
+        }
+    }
+}
+
+/// The event recorded once a step was taken.
+pub fn step_event(step: Step, cfg: &ClusterConfig) -> PlannedEvent {
+    let note = describe_step(step, &cfg.name);
+    let note = note[..1].to_uppercase() + &note[1..];
+    PlannedEvent {
+        kind: EventKind::Normal,
+        reason: step_reason(step),
+        note,
+        action: "ChangeMembership",
+        related: None,
+    }
+}
+
+/// The event recorded when a step could not be taken.
+pub fn step_failed_event(step: Step, cfg: &ClusterConfig, reason: &str) -> PlannedEvent {
+    PlannedEvent {
+        kind: EventKind::Warning,
+        reason: "StepFailed",
+        note: format!("{} failed: {reason}", describe_step(step, &cfg.name)),
+        action: "ChangeMembership",
+        related: None,
+    }
+}
+
+/// The event reason of a step, PascalCase, also the Progressing condition's reason.
+pub fn step_reason(step: Step) -> &'static str {
+    match step {
+        Step::Bootstrap { .. } => "MemberBootstrapped",
+        Step::AddLearner { .. } => "MemberAdded",
+        Step::Promote { .. } => "MemberPromoted",
+        Step::Remove { .. } => "MemberRemoved",
+        Step::TransferLeadership { .. } => "LeaderTransferred",
+        Step::Restart { .. } => "MemberRestarted",
+        Step::Wipe { .. } => "MemberWiped",
+    }
+}
+
+/// What the step does, for a human.
+pub fn describe_step(step: Step, cluster: &str) -> String {
+    let pod = |o: i32| names::member_pod(cluster, o);
+    match step {
+        Step::Bootstrap { ordinal } => format!("founding the ensemble on {}", pod(ordinal)),
+        Step::AddLearner { ordinal } => format!("adding {} as a learner", pod(ordinal)),
+        Step::Promote { ordinal } => format!("promoting {}, caught up, to voter", pod(ordinal)),
+        Step::Remove { ordinal } => format!("removing {} from the membership", pod(ordinal)),
+        Step::TransferLeadership { from, to } => {
+            format!("moving leadership from {} to {}", pod(from), pod(to))
+        }
+        Step::Restart { ordinal } => {
+            format!("restarting {} on the current pod template", pod(ordinal))
+        }
+        Step::Wipe { ordinal } => format!(
+            "wiping {}: its volume holds data of a membership it is not part of",
+            pod(ordinal)
+        ),
+    }
+}
+
 fn role_of(report: &MemberReport) -> MemberRole {
     match report.role.as_str() {
         "leader" => MemberRole::Leader,
         "follower" => MemberRole::Follower,
         "learner" => MemberRole::Learner,
+        // Candidates, members not added yet and stopped ones.
         _ => MemberRole::Unknown,
     }
 }
@@ -477,6 +665,7 @@ fn phase(
     cfg: &ClusterConfig,
     observed: &Observed,
     facts: &Facts,
+    decision: &Decision,
     previous: Option<&CoordinationClusterStatus>,
 ) -> Phase {
     let desired = cfg.replicas;
@@ -486,16 +675,27 @@ fn phase(
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas);
     let was_creating = matches!(previous.and_then(|s| s.phase), None | Some(Phase::Creating));
+    let members_match = facts.voters == Some(desired) && facts.learners == 0;
+    let step_scales = matches!(
+        decision.step,
+        Some(Step::AddLearner { .. } | Step::Promote { .. } | Step::Remove { .. })
+    );
     if cfg.paused {
         Phase::Paused
-    } else if observed.statefulset.is_none() || (was_creating && facts.ready < desired) {
+    } else if observed.statefulset.is_none()
+        || (was_creating && (facts.ready < desired || !members_match))
+    {
         Phase::Creating
-    } else if sts_replicas != Some(desired) || facts.pods != desired {
+    } else if step_scales
+        || !members_match
+        || sts_replicas != Some(desired)
+        || facts.pods != desired
+    {
         Phase::Scaling
-    } else if facts.ready < desired {
-        Phase::Degraded
     } else if !facts.outdated.is_empty() {
         Phase::Updating
+    } else if facts.ready < desired {
+        Phase::Degraded
     } else {
         Phase::Running
     }
@@ -513,6 +713,7 @@ fn conditions_for(
     cfg: &ClusterConfig,
     facts: &Facts,
     phase: Phase,
+    decision: &Decision,
     writing: bool,
     mut set: ConditionSet,
 ) -> Vec<Condition> {
@@ -566,6 +767,14 @@ fn conditions_for(
             true,
             "Reconciling",
             "applying child objects to match the spec".to_string(),
+        )
+    } else if let Some(step) = decision.step {
+        (true, step_reason(step), describe_step(step, &cfg.name))
+    } else if let Some(waiting) = &decision.waiting {
+        (
+            true,
+            "WaitingForMembers",
+            format!("{waiting}; {ready_text}"),
         )
     } else if facts.pods != desired || facts.ready < desired {
         (true, "WaitingForMembers", ready_text.clone())
