@@ -52,17 +52,19 @@
 //!   leader confirmed with a quorum after the call began; once the local member has
 //!   applied it, every write committed before the call is visible.
 //! - **Membership** lives in the log. A member starts either as the founder of a new
-//!   ensemble ([`Consensus::bootstrap`], a no-op on a member whose log is not empty)
-//!   or as a joiner that waits to be added. One change at a time: add a learner,
-//!   promote it to voter (refused until it is caught up within
-//!   [`Options::promote_max_lag`]), remove a member (voter or learner), transfer
-//!   leadership. They may be called on any member and are forwarded to the leader.
+//!   ensemble ([`Consensus::bootstrap`], a no-op on a member that is initialized: it
+//!   has a log, a snapshot or a vote) or as a joiner that waits to be added. One
+//!   change at a time: add a learner, promote it to voter (refused until it is
+//!   caught up within [`Options::promote_max_lag`]), remove a member (voter or
+//!   learner), transfer leadership. They may be called on any member and are
+//!   forwarded to the leader.
 //! - **Liveness messages.** [`Consensus::send_to_leader`] delivers best-effort bytes
 //!   to whichever member leads ([`StateMachine::leader_message`]); the server uses it
 //!   to report which sessions are alive so that the leader decides expiry.
 //! - **Status** ([`Consensus::status`], [`Consensus::watch_status`]): role, leader,
-//!   term, last log, commit and applied index, membership with its version (the log
-//!   index of the membership entry) and, on the leader, each member's matched index.
+//!   term, whether the member is initialized, last log, commit and applied index,
+//!   membership with its version (the log index of the membership entry) and, on
+//!   the leader, each member's matched index.
 //!
 //! # Transport
 //! Peers talk over TCP on the peer port: one persistent connection per direction and
@@ -173,6 +175,10 @@ pub struct Status {
     pub role: Role,
     pub leader: Option<MemberId>,
     pub term: u64,
+    /// Whether this member has a log, a snapshot or a vote: it is (or was) part of
+    /// an ensemble, not a blank joiner. (The log starts at index 0, so
+    /// `last_log_index` alone cannot tell.)
+    pub initialized: bool,
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
@@ -382,6 +388,7 @@ impl Consensus {
             role: Role::Outside,
             leader: None,
             term: 0,
+            initialized: false,
             last_log_index: 0,
             commit_index: 0,
             applied_index: 0,
@@ -419,29 +426,29 @@ impl Consensus {
         Ok(Consensus { node })
     }
 
-    /// Founds a new ensemble of `voters` (id → peer address); a no-op if the log
-    /// is not empty.
+    /// Founds a new ensemble of `voters` (id → peer address): true if it did, false
+    /// (changing nothing) if this member is initialized already.
     pub async fn bootstrap(
         &self,
         voters: BTreeMap<MemberId, String>,
-    ) -> Result<(), ConsensusError> {
+    ) -> Result<bool, ConsensusError> {
         let raft = &self.node.raft;
         if raft
             .is_initialized()
             .await
             .map_err(|_| ConsensusError::Stopped)?
         {
-            return Ok(());
+            return Ok(false);
         }
         let members: BTreeMap<MemberId, openraft::BasicNode> = voters
             .into_iter()
             .map(|(id, addr)| (id, openraft::BasicNode { addr }))
             .collect();
         match raft.initialize(members).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(openraft::errors::RaftError::APIError(
                 openraft::errors::InitializeError::NotAllowed(_),
-            )) => Ok(()),
+            )) => Ok(false),
             Err(e) => Err(ConsensusError::Other(format!("bootstrap: {e}"))),
         }
     }

@@ -404,6 +404,8 @@ impl Node {
                     role,
                     leader,
                     term,
+                    // openraft's own test: a log (or snapshot) or a vote of a term.
+                    initialized: m.last_log_index.is_some() || term > 0,
                     last_log_index: m.last_log_index.unwrap_or(0),
                     commit_index: m.local_committed.map_or(0, |l| l.index),
                     applied_index: m.last_applied.map_or(0, |l| l.index),
