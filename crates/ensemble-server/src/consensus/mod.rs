@@ -57,7 +57,9 @@
 //!   change at a time: add a learner, promote it to voter (refused until it is
 //!   caught up within [`Options::promote_max_lag`]), remove a member (voter or
 //!   learner), transfer leadership. They may be called on any member and are
-//!   forwarded to the leader.
+//!   forwarded to the leader (a leader just elected takes them once a quorum first
+//!   answered it); they return once the change is committed and, but on a member
+//!   the change cut off, shown in the calling member's [`Status`].
 //! - **Liveness messages.** [`Consensus::send_to_leader`] delivers best-effort bytes
 //!   to whichever member leads ([`StateMachine::leader_message`]); the server uses it
 //!   to report which sessions are alive so that the leader decides expiry.
@@ -496,7 +498,7 @@ impl Consensus {
 
     /// A commit index confirmed by the leader with a quorum after this call began.
     pub async fn read_index(&self) -> Result<u64, ConsensusError> {
-        if self.node.leads() {
+        if self.node.leads_acknowledged().await {
             return self.node.read_index_local().await;
         }
         match self.forward(transport::Request::ReadIndex).await? {
@@ -509,18 +511,32 @@ impl Consensus {
 
     /// Adds `id` (reachable at `address`) as a learner.
     pub async fn add_learner(&self, id: MemberId, address: String) -> Result<(), ConsensusError> {
-        self.change(transport::Change::AddLearner(id, address))
+        self.change_membership(transport::Change::AddLearner(id, address))
             .await
     }
 
     /// Makes learner `id` a voter once it is caught up.
     pub async fn promote(&self, id: MemberId) -> Result<(), ConsensusError> {
-        self.change(transport::Change::Promote(id)).await
+        self.change_membership(transport::Change::Promote(id)).await
     }
 
     /// Removes `id` from the membership (voter or learner).
     pub async fn remove(&self, id: MemberId) -> Result<(), ConsensusError> {
-        self.change(transport::Change::Remove(id)).await
+        self.change_membership(transport::Change::Remove(id)).await
+    }
+
+    /// Runs a membership change, committed when it returns, then waits until this
+    /// member's status shows it (its commit index reaches the leader's), for at most
+    /// an election timeout: a member the leader stopped replicating to (one just
+    /// removed) never sees it.
+    async fn change_membership(&self, change: transport::Change) -> Result<(), ConsensusError> {
+        self.change(change).await?;
+        if let Ok(index) = self.read_index().await {
+            let mut status = self.watch_status();
+            let shown = status.wait_for(|s| s.commit_index >= index || s.role == Role::Stopped);
+            let _ = tokio::time::timeout(self.node.options.election_timeout.1, shown).await;
+        }
+        Ok(())
     }
 
     /// Moves leadership to voter `to` and waits until it leads.
@@ -579,7 +595,7 @@ impl Consensus {
     }
 
     async fn change(&self, change: transport::Change) -> Result<(), ConsensusError> {
-        if self.node.leads() {
+        if self.node.leads_acknowledged().await {
             return self.node.change_local(change).await;
         }
         match self.forward(transport::Request::Change(change)).await? {
