@@ -213,19 +213,20 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     if args.members > 1 {
         return run_local_ensemble(args).await;
     }
+    // Bound first: the member's address in the membership names its client port.
+    let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
+    let port = listener
+        .local_addr()
+        .map_or(args.client_port, |addr| addr.port());
     let member = Member::open(
         ServerConfig {
-            client_port: args.client_port,
+            client_port: port,
             data_dir: args.data_dir.map(|dir| dir.join("member-1")),
             ..ServerConfig::default()
         },
         None,
     )
     .await?;
-    let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
-    let port = listener
-        .local_addr()
-        .map_or(args.client_port, |addr| addr.port());
     let admin = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port))).await?;
     let admin_port = admin
         .local_addr()

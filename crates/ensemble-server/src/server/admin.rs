@@ -19,13 +19,16 @@
 //! Mutating calls, forwarded by consensus to the leader from any member, each
 //! requiring `Authorization: Bearer <token>` with the token read from
 //! `admin.tokenFile` (without one configured they are refused with 403):
-//! - `POST /members/{id}` with `{"address": "host:peerPort"}`: add a learner;
+//! - `POST /members/{id}` with `{"address": "host:peerPort;clientHost:clientPort"}`:
+//!   add a learner. The address is where members reach its peer port, then, after
+//!   `;`, where clients reach it (optional, but without it `/zookeeper/config`
+//!   names no client address for it); a malformed one is refused with 400;
 //! - `POST /members/{id}/promote`: make a caught-up learner a voter;
 //! - `DELETE /members/{id}`: remove a member;
 //! - `POST /leader/{id}`: transfer leadership, answered once `id` leads.
 //!
-//! They answer 200 with the new `/status`, or an error with the reason: 401 (no or
-//! wrong token), 404 (unknown member), 409 (a change in progress, already a
+//! They answer 200 with the new `/status`, or an error with the reason: 400 (bad
+//! body), 401 (no or wrong token), 404 (unknown member), 409 (a change in progress, already a
 //! member, not caught up, last voter), 503 (no leader, timeout).
 
 use std::sync::Arc;
@@ -45,6 +48,7 @@ use super::connection::lock;
 use crate::consensus::{ConsensusError, Role, Status};
 
 use super::four_letter::{consensus_status, mode, VERSION};
+use super::reconfig::parse_member_address;
 use super::stats::Phase;
 use super::Shared;
 
@@ -430,18 +434,23 @@ async fn add_learner(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let request: AddLearner = match serde_json::from_str(&body) {
-        Ok(request) => request,
+    let address = serde_json::from_str(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request: AddLearner| parse_member_address(&request.address));
+    let address = match address {
+        Ok(address) => address,
         Err(error) => {
             return (
                 StatusCode::BAD_REQUEST,
-                format!("expected {{\"address\": \"host:peerPort\"}}: {error}"),
+                format!(
+                    "expected {{\"address\": \"host:peerPort;clientHost:clientPort\"}}: {error}"
+                ),
             )
                 .into_response()
         }
     };
     membership_call(admin, headers, move |c| async move {
-        c.add_learner(id, request.address).await
+        c.add_learner(id, address).await
     })
     .await
 }
