@@ -8,7 +8,8 @@
 //! `joinExisting` is set it then founds the ensemble of the config's `server.<id>`
 //! participants (or of itself alone, at
 //! [`ServerConfig::advertised_member_address`], which names the config's
-//! `clientPort`), which is a no-op for a member that has a log already. [`Member::serve`]
+//! `clientPort`), which is a no-op for a member that has a log already; a joiner
+//! is founded on demand by the admin port's `POST /bootstrap`. [`Member::serve`]
 //! (or [`run`], both steps at once) takes bound [`Listeners`] (tests bind port 0):
 //! the client port, optionally the admin HTTP port ([`admin`]) and the peer port
 //! (without one, the member listens for peers on an ephemeral loopback port: fine
