@@ -1,8 +1,10 @@
 //! The `ensemble server` and `ensemble local` subcommands, ready for the root binary
 //! to wire into its clap parser.
 //!
-//! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]), recovers
-//! the member's data directory, binds `0.0.0.0:clientPort` and, if
+//! Contract: [`run_server`] reads a zoo.cfg-style file ([`ServerConfig`]); with
+//! `--pod-name x-<ordinal>` (a StatefulSet pod's name, so that every pod reads one
+//! shared file) its `myid` is replaced by the ordinal + 1. It then recovers the
+//! member's data directory, binds `0.0.0.0:clientPort` and, if
 //! `admin.enableServer`, `0.0.0.0:admin.serverPort`, and serves until Ctrl-C.
 //! It also binds the peer port (`0.0.0.0:peerPort`, or the port of its own
 //! `server.<id>` line).
@@ -40,6 +42,10 @@ pub struct ServerArgs {
     /// zoo.cfg-style `key=value` configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// The StatefulSet pod name `<name>-<ordinal>`: sets `myid` to the ordinal + 1,
+    /// overriding the file's `myid`.
+    #[arg(long, value_name = "NAME")]
+    pub pod_name: Option<String>,
 }
 
 /// `ensemble local`.
@@ -84,6 +90,10 @@ pub enum CliError {
         #[source]
         source: ConfigError,
     },
+    #[error(
+        "--pod-name {0:?}: expected a StatefulSet pod name ending in `-<ordinal>`, such as `x-2`"
+    )]
+    PodName(String),
     #[error("--members {0}: an ensemble has 1 to 9 members")]
     MembersOutOfRange(u16),
     #[error("--members {0} needs a fixed --client-port (members use consecutive ports)")]
@@ -125,16 +135,28 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, CliError> {
         .map_err(|source| CliError::Bind { addr, source })
 }
 
-/// `ensemble server --config FILE`.
+/// The member id of StatefulSet pod `name`: its trailing ordinal + 1.
+fn member_id_of_pod(name: &str) -> Option<u64> {
+    let (set, ordinal) = name.rsplit_once('-')?;
+    if set.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse::<u64>().ok()?.checked_add(1)
+}
+
+/// `ensemble server --config FILE [--pod-name NAME]`.
 pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     let text = std::fs::read_to_string(&args.config).map_err(|source| CliError::ReadConfig {
         path: args.config.clone(),
         source,
     })?;
-    let config = ServerConfig::from_properties(&text).map_err(|source| CliError::Config {
+    let mut config = ServerConfig::from_properties(&text).map_err(|source| CliError::Config {
         path: args.config.clone(),
         source,
     })?;
+    if let Some(name) = args.pod_name {
+        config.my_id = member_id_of_pod(&name).ok_or(CliError::PodName(name))?;
+    }
     for key in &config.ignored_keys {
         tracing::warn!(key = %key, "ignoring unknown configuration key");
     }
@@ -191,19 +213,20 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     if args.members > 1 {
         return run_local_ensemble(args).await;
     }
+    // Bound first: the member's address in the membership names its client port.
+    let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
+    let port = listener
+        .local_addr()
+        .map_or(args.client_port, |addr| addr.port());
     let member = Member::open(
         ServerConfig {
-            client_port: args.client_port,
+            client_port: port,
             data_dir: args.data_dir.map(|dir| dir.join("member-1")),
             ..ServerConfig::default()
         },
         None,
     )
     .await?;
-    let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
-    let port = listener
-        .local_addr()
-        .map_or(args.client_port, |addr| addr.port());
     let admin = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.admin_port))).await?;
     let admin_port = admin
         .local_addr()
@@ -438,9 +461,45 @@ mod tests {
     async fn a_missing_config_file_is_named() {
         let err = run_server(ServerArgs {
             config: PathBuf::from("/nonexistent/zoo.cfg"),
+            pod_name: None,
         })
         .await
         .expect_err("missing file");
         assert!(err.to_string().contains("/nonexistent/zoo.cfg"));
+    }
+
+    #[test]
+    fn the_member_id_is_the_pod_ordinal_plus_one() {
+        assert_eq!(member_id_of_pod("x-0"), Some(1));
+        assert_eq!(member_id_of_pod("x-2"), Some(3));
+        assert_eq!(member_id_of_pod("my-cluster-12"), Some(13));
+        for name in [
+            "x",
+            "x-",
+            "x-a",
+            "x-2a",
+            "x-+1",
+            "-1",
+            "",
+            "x-99999999999999999999",
+        ] {
+            assert_eq!(member_id_of_pod(name), None, "{name:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pod_name_without_an_ordinal_names_the_flag() {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), "myid=1\n").expect("write");
+        let err = run_server(ServerArgs {
+            config: file.path().to_path_buf(),
+            pod_name: Some("coordinator".into()),
+        })
+        .await
+        .expect_err("no ordinal");
+        assert!(
+            err.to_string().starts_with("--pod-name \"coordinator\""),
+            "{err}"
+        );
     }
 }

@@ -333,7 +333,6 @@ impl ServerConfig {
         Ok(cfg)
     }
 
-    /// Whether the four-letter word `word` may be answered (`*` allows all).
     /// `host:port` at which the other members reach this one: its `server.<id>`
     /// line, else the peer address template with its ordinal, else loopback.
     pub fn advertised_peer_address(&self) -> String {
@@ -341,7 +340,8 @@ impl ServerConfig {
             return spec.peer_address();
         }
         if let Some(template) = &self.peer_address_template {
-            let address = template.replace("{ordinal}", &(self.my_id - 1).to_string());
+            let ordinal = self.my_id.saturating_sub(1);
+            let address = template.replace("{ordinal}", &ordinal.to_string());
             return if address.contains(':') {
                 address
             } else {
@@ -351,6 +351,28 @@ impl ServerConfig {
         format!("127.0.0.1:{}", self.peer_port)
     }
 
+    /// This member's address in the membership when it founds an ensemble alone:
+    /// `host:peerPort;clientHost:clientPort`, the client address being its
+    /// `server.<id>` line's, else `clientPort` on the advertised peer host.
+    pub fn advertised_member_address(&self) -> String {
+        let peer = self.advertised_peer_address();
+        let client = match self
+            .servers
+            .get(&self.my_id)
+            .and_then(|s| s.client.as_ref())
+        {
+            Some((host, port)) => format!("{host}:{port}"),
+            None => {
+                let host = peer
+                    .rsplit_once(':')
+                    .map_or(peer.as_str(), |(host, _)| host);
+                format!("{host}:{}", self.client_port)
+            }
+        };
+        format!("{peer};{client}")
+    }
+
+    /// Whether the four-letter word `word` may be answered (`*` allows all).
     pub fn allows_four_letter_word(&self, word: &str) -> bool {
         self.four_letter_words.contains("*") || self.four_letter_words.contains(word)
     }
@@ -413,6 +435,7 @@ mod tests {
         assert!(cfg.reconfig_enabled && !cfg.join_existing);
         assert_eq!(cfg.servers.len(), 3);
         assert_eq!(cfg.advertised_peer_address(), "b:2889");
+        assert_eq!(cfg.advertised_member_address(), "b:2889;b:2182");
         let one = &cfg.servers[&1];
         assert_eq!(
             (one.role, one.client.clone()),
@@ -446,6 +469,18 @@ mod tests {
             ServerConfig::from_properties("myid=3\npeerAddressTemplate=x-{ordinal}.x-peers:2888")
                 .expect("valid");
         assert_eq!(cfg.advertised_peer_address(), "x-2.x-peers:2888");
+        assert_eq!(
+            cfg.advertised_member_address(),
+            "x-2.x-peers:2888;x-2.x-peers:2181"
+        );
+        let bare = ServerConfig::from_properties(
+            "myid=1\npeerAddressTemplate=x-{ordinal}.x-peers\npeerPort=2889\nclientPort=2182",
+        )
+        .expect("valid");
+        assert_eq!(
+            bare.advertised_member_address(),
+            "x-0.x-peers:2889;x-0.x-peers:2182"
+        );
     }
 
     #[test]

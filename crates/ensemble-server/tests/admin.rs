@@ -486,8 +486,10 @@ async fn probes_and_status() {
         assert_eq!(before[key], expected, "{key} in {before}");
     }
     assert_eq!(before["role"], "leader");
+    assert_eq!(before["initialized"], true, "{before}");
     let base = before["appliedIndex"].as_u64().expect("appliedIndex");
     assert_eq!(before["commitIndex"], base, "{before}");
+    assert_eq!(before["lastLogIndex"], base, "{before}");
     assert_eq!(before["mode"], "standalone");
     assert_eq!(before["members"][0]["id"], 1);
     assert_eq!(before["members"][0]["role"], "leader");

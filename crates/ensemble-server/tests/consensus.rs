@@ -454,8 +454,11 @@ async fn membership_changes_one_at_a_time() {
     let faults = Faults::default();
     let founder = start(1, None, &faults, 100_000).await;
     let founders = BTreeMap::from([(1, founder.address.clone())]);
-    founder.consensus.bootstrap(founders.clone()).await.unwrap();
-    founder.consensus.bootstrap(founders).await.unwrap();
+    assert!(founder.consensus.bootstrap(founders.clone()).await.unwrap());
+    assert!(
+        !founder.consensus.bootstrap(founders).await.unwrap(),
+        "founding again changes nothing"
+    );
     eventually("the founder leads", Duration::from_secs(5), || {
         founder.consensus.status().role == Role::Leader
     })
@@ -463,6 +466,12 @@ async fn membership_changes_one_at_a_time() {
     let two = start(2, None, &faults, 100_000).await;
     let three = start(3, None, &faults, 100_000).await;
     let stranger = start(4, None, &faults, 100_000).await;
+    let blank = two.consensus.status();
+    assert!(
+        !blank.initialized && blank.role == Role::Outside,
+        "{blank:?}"
+    );
+    assert!(founder.consensus.status().initialized);
     for n in 0..20 {
         propose_surely(&founder, &format!("c{n}")).await;
     }
@@ -511,6 +520,7 @@ async fn membership_changes_one_at_a_time() {
             && three.consensus.status().role == Role::Learner
     })
     .await;
+    assert!(two.consensus.status().initialized);
     let promote = |m: &Member, id: MemberId| {
         let c = m.consensus.clone();
         async move {

@@ -52,17 +52,21 @@
 //!   leader confirmed with a quorum after the call began; once the local member has
 //!   applied it, every write committed before the call is visible.
 //! - **Membership** lives in the log. A member starts either as the founder of a new
-//!   ensemble ([`Consensus::bootstrap`], a no-op on a member whose log is not empty)
-//!   or as a joiner that waits to be added. One change at a time: add a learner,
-//!   promote it to voter (refused until it is caught up within
-//!   [`Options::promote_max_lag`]), remove a member (voter or learner), transfer
-//!   leadership. They may be called on any member and are forwarded to the leader.
+//!   ensemble ([`Consensus::bootstrap`], a no-op on a member that is initialized: it
+//!   has a log, a snapshot or a vote) or as a joiner that waits to be added. One
+//!   change at a time: add a learner, promote it to voter (refused until it is
+//!   caught up within [`Options::promote_max_lag`]), remove a member (voter or
+//!   learner), transfer leadership. They may be called on any member and are
+//!   forwarded to the leader (a leader just elected takes them once a quorum first
+//!   answered it); they return once the change is committed and, but on a member
+//!   the change cut off, shown in the calling member's [`Status`].
 //! - **Liveness messages.** [`Consensus::send_to_leader`] delivers best-effort bytes
 //!   to whichever member leads ([`StateMachine::leader_message`]); the server uses it
 //!   to report which sessions are alive so that the leader decides expiry.
 //! - **Status** ([`Consensus::status`], [`Consensus::watch_status`]): role, leader,
-//!   term, last log, commit and applied index, membership with its version (the log
-//!   index of the membership entry) and, on the leader, each member's matched index.
+//!   term, whether the member is initialized, last log, commit and applied index,
+//!   membership with its version (the log index of the membership entry) and, on
+//!   the leader, each member's matched index.
 //!
 //! # Transport
 //! Peers talk over TCP on the peer port: one persistent connection per direction and
@@ -173,6 +177,10 @@ pub struct Status {
     pub role: Role,
     pub leader: Option<MemberId>,
     pub term: u64,
+    /// Whether this member has a log, a snapshot or a vote: it is (or was) part of
+    /// an ensemble, not a blank joiner. (The log starts at index 0, so
+    /// `last_log_index` alone cannot tell.)
+    pub initialized: bool,
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
@@ -382,6 +390,7 @@ impl Consensus {
             role: Role::Outside,
             leader: None,
             term: 0,
+            initialized: false,
             last_log_index: 0,
             commit_index: 0,
             applied_index: 0,
@@ -419,29 +428,29 @@ impl Consensus {
         Ok(Consensus { node })
     }
 
-    /// Founds a new ensemble of `voters` (id → peer address); a no-op if the log
-    /// is not empty.
+    /// Founds a new ensemble of `voters` (id → peer address): true if it did, false
+    /// (changing nothing) if this member is initialized already.
     pub async fn bootstrap(
         &self,
         voters: BTreeMap<MemberId, String>,
-    ) -> Result<(), ConsensusError> {
+    ) -> Result<bool, ConsensusError> {
         let raft = &self.node.raft;
         if raft
             .is_initialized()
             .await
             .map_err(|_| ConsensusError::Stopped)?
         {
-            return Ok(());
+            return Ok(false);
         }
         let members: BTreeMap<MemberId, openraft::BasicNode> = voters
             .into_iter()
             .map(|(id, addr)| (id, openraft::BasicNode { addr }))
             .collect();
         match raft.initialize(members).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(openraft::errors::RaftError::APIError(
                 openraft::errors::InitializeError::NotAllowed(_),
-            )) => Ok(()),
+            )) => Ok(false),
             Err(e) => Err(ConsensusError::Other(format!("bootstrap: {e}"))),
         }
     }
@@ -489,7 +498,7 @@ impl Consensus {
 
     /// A commit index confirmed by the leader with a quorum after this call began.
     pub async fn read_index(&self) -> Result<u64, ConsensusError> {
-        if self.node.leads() {
+        if self.node.leads_acknowledged().await {
             return self.node.read_index_local().await;
         }
         match self.forward(transport::Request::ReadIndex).await? {
@@ -502,18 +511,32 @@ impl Consensus {
 
     /// Adds `id` (reachable at `address`) as a learner.
     pub async fn add_learner(&self, id: MemberId, address: String) -> Result<(), ConsensusError> {
-        self.change(transport::Change::AddLearner(id, address))
+        self.change_membership(transport::Change::AddLearner(id, address))
             .await
     }
 
     /// Makes learner `id` a voter once it is caught up.
     pub async fn promote(&self, id: MemberId) -> Result<(), ConsensusError> {
-        self.change(transport::Change::Promote(id)).await
+        self.change_membership(transport::Change::Promote(id)).await
     }
 
     /// Removes `id` from the membership (voter or learner).
     pub async fn remove(&self, id: MemberId) -> Result<(), ConsensusError> {
-        self.change(transport::Change::Remove(id)).await
+        self.change_membership(transport::Change::Remove(id)).await
+    }
+
+    /// Runs a membership change, committed when it returns, then waits until this
+    /// member's status shows it (its commit index reaches the leader's), for at most
+    /// an election timeout: a member the leader stopped replicating to (one just
+    /// removed) never sees it.
+    async fn change_membership(&self, change: transport::Change) -> Result<(), ConsensusError> {
+        self.change(change).await?;
+        if let Ok(index) = self.read_index().await {
+            let mut status = self.watch_status();
+            let shown = status.wait_for(|s| s.commit_index >= index || s.role == Role::Stopped);
+            let _ = tokio::time::timeout(self.node.options.election_timeout.1, shown).await;
+        }
+        Ok(())
     }
 
     /// Moves leadership to voter `to` and waits until it leads.
@@ -572,7 +595,7 @@ impl Consensus {
     }
 
     async fn change(&self, change: transport::Change) -> Result<(), ConsensusError> {
-        if self.node.leads() {
+        if self.node.leads_acknowledged().await {
             return self.node.change_local(change).await;
         }
         match self.forward(transport::Request::Change(change)).await? {

@@ -202,7 +202,7 @@ impl Node {
     /// Appends `command` to the local Raft log (this member must lead); the future
     /// resolves when it is applied, or failed.
     async fn propose_local(&self, command: Vec<u8>) -> BoxFuture<'static, Response> {
-        if !self.leads() && !self.await_first_quorum().await {
+        if !self.leads_acknowledged().await {
             return futures_util::future::ready(Response::Failed(WireError::NotLeader)).boxed();
         }
         let (responder, done) = ProgressResponder::complete_only();
@@ -223,8 +223,9 @@ impl Node {
         .boxed()
     }
 
-    /// A new leader reports no leader until a quorum first answered it; a proposal
-    /// arriving in that moment waits (at most an election timeout) rather than fail.
+    /// A new leader reports no leader until a quorum first answered it; a proposal,
+    /// read index or membership change arriving in that moment waits (at most an
+    /// election timeout) rather than fail.
     async fn await_first_quorum(&self) -> bool {
         if self.status.borrow().role != Role::Leader {
             return false;
@@ -245,8 +246,13 @@ impl Node {
         status.role == Role::Leader && status.leader == Some(self.id)
     }
 
+    /// [`Node::leads`], waiting out a new leader's first quorum.
+    pub(crate) async fn leads_acknowledged(&self) -> bool {
+        self.leads() || self.await_first_quorum().await
+    }
+
     pub(crate) async fn read_index_local(&self) -> Result<u64, ConsensusError> {
-        if !self.leads() {
+        if !self.leads_acknowledged().await {
             return Err(ConsensusError::NoLeader);
         }
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
@@ -258,7 +264,7 @@ impl Node {
 
     /// Runs a membership change on this member, which must lead.
     pub(crate) async fn change_local(&self, change: Change) -> Result<(), ConsensusError> {
-        if !self.leads() {
+        if !self.leads_acknowledged().await {
             return Err(ConsensusError::NoLeader);
         }
         let _one_at_a_time = self
@@ -404,6 +410,8 @@ impl Node {
                     role,
                     leader,
                     term,
+                    // openraft's own test: a log (or snapshot) or a vote of a term.
+                    initialized: m.last_log_index.is_some() || term > 0,
                     last_log_index: m.last_log_index.unwrap_or(0),
                     commit_index: m.local_committed.map_or(0, |l| l.index),
                     applied_index: m.last_applied.map_or(0, |l| l.index),

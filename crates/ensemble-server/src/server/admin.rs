@@ -8,27 +8,43 @@
 //!   (within [`READY_LAG`] entries); else 503 with the reason;
 //! - `GET /status`: JSON the operator parses as its `MemberReport` (camelCase `id`,
 //!   `role` leader/follower/learner/candidate/outside, `leaderId` (null when none
-//!   is known), `term`, `commitIndex`, `appliedIndex`, `membershipVersion`), plus
-//!   ZooKeeper's `mode`, `version`, `members` (id, address, role, voting and, on the
-//!   leader, `matchedIndex` and `lag`), `connections`, `sessions` and `znodes`.
+//!   is known), `term`, `initialized` (false only for a blank member: no log, no
+//!   snapshot, no vote; such a joiner answers with role `outside`), `lastLogIndex`
+//!   (0 both for a blank member and for one whose log holds only the founding
+//!   entry: `initialized` tells them apart), `commitIndex`, `appliedIndex`,
+//!   `membershipVersion`), plus ZooKeeper's `mode`, `version`, `members` (id,
+//!   address, role, voting and, on the leader, `matchedIndex` and `lag`),
+//!   `connections`, `sessions` and `znodes`.
 //! - `GET /metrics`: Prometheus/OpenMetrics text, every name prefixed `ensemble_`.
 //!   Gauges of the data tree and sessions are read under the state lock at scrape
 //!   time; counters and the latency histogram are [`super::stats`]'s, updated as
 //!   requests finish.
 //!
-//! Mutating calls, forwarded by consensus to the leader from any member, each
-//! requiring `Authorization: Bearer <token>` with the token read from
-//! `admin.tokenFile` (without one configured they are refused with 403):
-//! - `POST /members/{id}` with `{"address": "host:peerPort"}`: add a learner;
+//! Mutating calls, each requiring `Authorization: Bearer <token>` with the token
+//! read from `admin.tokenFile` (without one configured they are refused with 403):
+//! - `POST /bootstrap` (no body): found a new ensemble of this member alone, at
+//!   its own address ([`crate::config::ServerConfig::advertised_member_address`]),
+//!   answered once it leads. Only a member that was never initialized (a
+//!   `joinExisting` member with no log, snapshot or vote) founds; any other is
+//!   refused with 409, saying it is already a member of an ensemble or has data.
+//!   This call is not forwarded: it concerns this member only.
+//! - `POST /members/{id}` with `{"address": "host:peerPort;clientHost:clientPort"}`:
+//!   add a learner. The address is where members reach its peer port, then, after
+//!   `;`, where clients reach it (optional, but without it `/zookeeper/config`
+//!   names no client address for it); a malformed one is refused with 400;
 //! - `POST /members/{id}/promote`: make a caught-up learner a voter;
 //! - `DELETE /members/{id}`: remove a member;
 //! - `POST /leader/{id}`: transfer leadership, answered once `id` leads.
 //!
-//! They answer 200 with the new `/status`, or an error with the reason: 401 (no or
-//! wrong token), 404 (unknown member), 409 (a change in progress, already a
-//! member, not caught up, last voter), 503 (no leader, timeout).
+//! Membership calls are forwarded by consensus to the leader from any member.
+//! All answer 200 with the new `/status`, or an error with the reason: 400 (bad
+//! body), 401 (no or wrong token), 404 (unknown member), 409 (a change in
+//! progress, already a member, not caught up, last voter, not blank), 503 (no
+//! leader, timeout).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -42,9 +58,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::lock;
-use crate::consensus::{ConsensusError, Role, Status};
+use crate::consensus::{Consensus, ConsensusError, Role, Status};
 
 use super::four_letter::{consensus_status, mode, VERSION};
+use super::reconfig::parse_member_address;
 use super::stats::Phase;
 use super::Shared;
 
@@ -56,6 +73,8 @@ struct StatusReport {
     role: &'static str,
     leader_id: Option<u64>,
     term: u64,
+    initialized: bool,
+    last_log_index: u64,
     commit_index: u64,
     applied_index: u64,
     membership_version: u64,
@@ -175,6 +194,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/bootstrap", post(bootstrap))
         .route("/members/{id}", post(add_learner))
         .route("/members/{id}", delete(remove_member))
         .route("/members/{id}/promote", post(promote))
@@ -300,6 +320,8 @@ async fn status(State(admin): State<Arc<Admin>>) -> Response {
         role: role_name(status.role),
         leader_id: status.leader,
         term: status.term,
+        initialized: status.initialized,
+        last_log_index: status.last_log_index,
         commit_index: status.commit_index,
         applied_index: status.applied_index,
         membership_version: status.membership.version,
@@ -401,19 +423,74 @@ fn refusal(error: &ConsensusError) -> Response {
     (code, error.to_string()).into_response()
 }
 
+/// Consensus for a mutating call once its token is checked, or the refusal.
+fn authorized(admin: &Admin, headers: &HeaderMap) -> Result<Consensus, Box<Response>> {
+    authorize(admin, headers)?;
+    lock(&admin.shared.state)
+        .consensus()
+        .cloned()
+        .ok_or_else(|| {
+            Box::new((StatusCode::SERVICE_UNAVAILABLE, "consensus is not open yet").into_response())
+        })
+}
+
 /// Runs a membership call with the token checked, answering with the new status.
 async fn membership_call<F, Fut>(admin: Arc<Admin>, headers: HeaderMap, call: F) -> Response
 where
-    F: FnOnce(crate::consensus::Consensus) -> Fut,
+    F: FnOnce(Consensus) -> Fut,
     Fut: std::future::Future<Output = Result<(), ConsensusError>>,
 {
-    if let Err(refused) = authorize(&admin, &headers) {
-        return *refused;
-    }
-    let Some(consensus) = lock(&admin.shared.state).consensus().cloned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "consensus is not open yet").into_response();
+    let consensus = match authorized(&admin, &headers) {
+        Ok(consensus) => consensus,
+        Err(refused) => return *refused,
     };
     match call(consensus).await {
+        Ok(()) => status(State(admin)).await,
+        Err(error) => refusal(&error),
+    }
+}
+
+/// How long `POST /bootstrap` waits for the new ensemble's member to lead.
+const LEAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a member that is not blank does not found an ensemble.
+fn not_blank(status: &Status) -> String {
+    let membership = &status.membership;
+    if membership.voters.contains_key(&status.id) || membership.learners.contains_key(&status.id) {
+        format!(
+            "member {} is already a member of an ensemble (membership version {})",
+            status.id, membership.version
+        )
+    } else {
+        format!(
+            "member {} has data from an ensemble (a log, a snapshot or a vote of term {}); \
+             only a blank member founds one",
+            status.id, status.term
+        )
+    }
+}
+
+async fn bootstrap(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    let consensus = match authorized(&admin, &headers) {
+        Ok(consensus) => consensus,
+        Err(refused) => return *refused,
+    };
+    let config = &admin.shared.config;
+    let id = config.my_id;
+    let voters = BTreeMap::from([(id, config.advertised_member_address())]);
+    match consensus.bootstrap(voters).await {
+        Ok(true) => {}
+        Ok(false) => return (StatusCode::CONFLICT, not_blank(&consensus.status())).into_response(),
+        Err(error) => return refusal(&error),
+    }
+    let mut watch = consensus.watch_status();
+    let leads = watch.wait_for(|s| s.role == Role::Leader && s.leader == Some(id));
+    let led = match tokio::time::timeout(LEAD_WAIT, leads).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(ConsensusError::Stopped),
+        Err(_) => Err(ConsensusError::Timeout),
+    };
+    match led {
         Ok(()) => status(State(admin)).await,
         Err(error) => refusal(&error),
     }
@@ -430,18 +507,23 @@ async fn add_learner(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let request: AddLearner = match serde_json::from_str(&body) {
-        Ok(request) => request,
+    let address = serde_json::from_str(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request: AddLearner| parse_member_address(&request.address));
+    let address = match address {
+        Ok(address) => address,
         Err(error) => {
             return (
                 StatusCode::BAD_REQUEST,
-                format!("expected {{\"address\": \"host:peerPort\"}}: {error}"),
+                format!(
+                    "expected {{\"address\": \"host:peerPort;clientHost:clientPort\"}}: {error}"
+                ),
             )
                 .into_response()
         }
     };
     membership_call(admin, headers, move |c| async move {
-        c.add_learner(id, request.address).await
+        c.add_learner(id, address).await
     })
     .await
 }

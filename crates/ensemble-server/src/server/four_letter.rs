@@ -56,15 +56,16 @@ pub(crate) fn mode(status: &Status) -> &'static str {
 
 /// The member's consensus status, if consensus is open.
 ///
-/// The applied and commit indexes are raised to what this member's tree has
-/// applied: the consensus metrics trail the state machine a little, and a
-/// client that was just answered must not see an index behind its write.
+/// The applied, commit and last log indexes are raised to what this member's
+/// tree has applied: the consensus metrics trail the state machine a little, and
+/// a client that was just answered must not see an index behind its write.
 pub(crate) fn consensus_status(shared: &Shared) -> Option<Status> {
     let state = lock(&shared.state);
     let mut status = state.consensus()?.status();
     let applied = u64::try_from(state.tree.last_zxid()).unwrap_or(0);
     status.applied_index = status.applied_index.max(applied);
     status.commit_index = status.commit_index.max(status.applied_index);
+    status.last_log_index = status.last_log_index.max(status.commit_index);
     Some(status)
 }
 

@@ -6,13 +6,16 @@
 //! (or starts empty, in memory, without one) and re-applies what was committed,
 //! and fails with a clear [`ServerError`] if the directory is unusable. Unless
 //! `joinExisting` is set it then founds the ensemble of the config's `server.<id>`
-//! participants (or of itself alone), which is a no-op for a member that has a log
-//! already. [`Member::serve`] (or [`run`], both steps at once) takes bound
-//! [`Listeners`] (tests bind port 0): the client port, optionally the admin HTTP
-//! port ([`admin`]) and the peer port (without one, the member listens for peers on
-//! an ephemeral loopback port: fine for an ensemble of one); a bare client
-//! `TcpListener` converts into listeners without the others. The config's ports
-//! are replaced by the ports actually bound (for `conf`).
+//! participants (or of itself alone, at
+//! [`ServerConfig::advertised_member_address`], which names the config's
+//! `clientPort`), which is a no-op for a member that has a log already; a joiner
+//! is founded on demand by the admin port's `POST /bootstrap`. [`Member::serve`]
+//! (or [`run`], both steps at once) takes bound [`Listeners`] (tests bind port 0):
+//! the client port, optionally the admin HTTP port ([`admin`]) and the peer port
+//! (without one, the member listens for peers on an ephemeral loopback port: fine
+//! for an ensemble of one); a bare client `TcpListener` converts into listeners
+//! without the others. The config's ports are replaced by the ports actually bound
+//! (for `conf`; [`run`] replaces the client port before it opens the member).
 //!
 //! Each connection runs in its own task ([`connection`]); requests execute
 //! against one shared [`state::State`] behind a mutex ([`handler`] maps them to
@@ -179,7 +182,7 @@ fn consensus_options(
 
 /// The voters a member founds the ensemble with: the config's participants, or
 /// itself alone.
-fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, String> {
+fn founding_voters(config: &ServerConfig) -> BTreeMap<u64, String> {
     let voters: BTreeMap<u64, String> = config
         .servers
         .iter()
@@ -187,7 +190,7 @@ fn founding_voters(config: &ServerConfig, advertise: &str) -> BTreeMap<u64, Stri
         .map(|(id, spec)| (*id, reconfig::member_address(spec)))
         .collect();
     if voters.is_empty() {
-        BTreeMap::from([(config.my_id, advertise.to_owned())])
+        BTreeMap::from([(config.my_id, config.advertised_member_address())])
     } else {
         voters
     }
@@ -232,7 +235,7 @@ impl Member {
             shared: Arc::clone(&shared),
         });
         let consensus = Consensus::open(
-            consensus_options(&shared.config, advertise.clone(), faults),
+            consensus_options(&shared.config, advertise, faults),
             peer,
             machine,
         )
@@ -243,9 +246,7 @@ impl Member {
             "recovered"
         );
         if !shared.config.join_existing {
-            consensus
-                .bootstrap(founding_voters(&shared.config, &advertise))
-                .await?;
+            consensus.bootstrap(founding_voters(&shared.config)).await?;
         }
         let (background_tx, background) = mpsc::unbounded_channel();
         lock(&shared.state).set_consensus(consensus.clone(), background_tx);
@@ -278,6 +279,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let mut listeners = listeners.into();
+    let mut config = config;
+    if let Ok(addr) = listeners.client.local_addr() {
+        config.client_port = addr.port();
+    }
     let member = Member::open(config, listeners.peer.take()).await?;
     member.serve(listeners, shutdown).await
 }

@@ -3,8 +3,9 @@
 //!
 //! Contract:
 //! - A member's address in the membership is `host:peerPort`, optionally followed
-//!   by `;clientHost:clientPort` (where clients reach it); [`config_text`] prints
-//!   the membership as ZooKeeper's dynamic configuration: one
+//!   by `;clientHost:clientPort` (where clients reach it); [`parse_member_address`]
+//!   checks one given from outside (the admin port's add-learner call).
+//!   [`config_text`] prints the membership as ZooKeeper's dynamic configuration: one
 //!   `server.<id>=<host>:<peer>:<peer+1>:participant|observer[;<client>]` line per
 //!   member, then `version=<hex>`, the log index of the membership entry.
 //!   ZooKeeper's second port is its election port; Raft needs none, but
@@ -49,6 +50,31 @@ pub(crate) fn member_address(spec: &ServerSpec) -> String {
     }
 }
 
+/// Checks a membership address given from outside (see the module contract): the
+/// address without surrounding blanks, or why it is not one.
+pub(crate) fn parse_member_address(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let (peer, client) = match text.split_once(';') {
+        Some((peer, client)) => (peer, Some(client)),
+        None => (text, None),
+    };
+    let check = |part: &str, what: &str| match part.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains([' ', ';'])
+                && port.parse::<u16>().is_ok_and(|p| p != 0) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{what} {part:?} is not host:port")),
+    };
+    check(peer, "peer address")?;
+    if let Some(client) = client {
+        check(client, "client address")?;
+    }
+    Ok(text.to_owned())
+}
+
 /// The line (after `server.<id>=`) for a member at `address`.
 fn line(address: &str, voter: bool) -> String {
     let (peer, client) = match address.split_once(';') {
@@ -69,8 +95,8 @@ fn line(address: &str, voter: bool) -> String {
 }
 
 /// `/zookeeper/config`'s data; see the module contract. `local` is this member's
-/// id and bound client address, used when its membership address names none (a
-/// member that founded the ensemble alone, before its client port was bound).
+/// id and bound client address, used when its membership address names none (it
+/// came from a `server.<id>` line without one).
 pub(crate) fn config_text(membership: &Membership, local: Option<(MemberId, &str)>) -> String {
     let with_client = |id: &MemberId, address: &String| match local {
         Some((me, client)) if me == *id && !address.contains(';') => format!("{address};{client}"),
@@ -288,6 +314,25 @@ mod tests {
              server.4=d:2888:2889:observer;d:2181\n\
              version=1a"
         );
+    }
+
+    #[test]
+    fn member_addresses_are_a_peer_and_an_optional_client_address() {
+        for good in ["a:2888", " a.b:2888;a.b:2181 ", "[::1]:2888;[::1]:2181"] {
+            assert_eq!(parse_member_address(good).as_deref(), Ok(good.trim()));
+        }
+        for (bad, reason) in [
+            ("a", "peer address \"a\""),
+            (":2888", "peer address"),
+            ("a:0", "peer address"),
+            ("a:x;a:2181", "peer address"),
+            ("a:2888;", "client address \"\""),
+            ("a:2888;2181", "client address \"2181\""),
+            ("a:2888;a:2181;b:1", "client address"),
+        ] {
+            let error = parse_member_address(bad).expect_err(bad);
+            assert!(error.starts_with(reason), "{bad}: {error}");
+        }
     }
 
     #[test]

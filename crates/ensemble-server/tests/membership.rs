@@ -1,0 +1,365 @@
+//! Membership driven through the admin HTTP port, as the operator drives it: three
+//! blank members (`joinExisting=true`, one admin token) in one process on loopback
+//! sockets; `POST /bootstrap` founds the ensemble on member 1, the others join as
+//! learners and are promoted once caught up, leadership moves and the founder
+//! leaves. Data goes through the `zookeeper-client` crate; HTTP/1.1 is spoken over
+//! a raw `TcpStream`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ensemble_server::config::ServerConfig;
+use ensemble_server::server::{self, Listeners};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client as zk;
+
+const OPEN: zk::CreateOptions<'static> =
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "s3cret-admin-token";
+
+struct Running {
+    client: SocketAddr,
+    admin: SocketAddr,
+    /// `127.0.0.1:peerPort;127.0.0.1:clientPort`, the form the admin API takes.
+    address: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), server::ServerError>>,
+}
+
+/// Three blank members, waiting to be founded or added.
+async fn start_three(token_file: &std::path::Path) -> BTreeMap<u64, Running> {
+    let mut running = BTreeMap::new();
+    for id in 1..=3u64 {
+        let peer = TcpListener::bind("127.0.0.1:0").await.expect("peer");
+        let client = TcpListener::bind("127.0.0.1:0").await.expect("client");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("admin");
+        let client_addr = client.local_addr().expect("client addr");
+        let admin_addr = admin.local_addr().expect("admin addr");
+        let address = format!("{};{client_addr}", peer.local_addr().expect("peer addr"));
+        let config = ServerConfig {
+            my_id: id,
+            join_existing: true,
+            admin_token_file: Some(token_file.to_path_buf()),
+            tick_time_ms: 200,
+            min_session_timeout_ms: 2_000,
+            max_session_timeout_ms: 20_000,
+            ..ServerConfig::default()
+        };
+        let listeners = Listeners {
+            client,
+            admin: Some(admin),
+            peer: Some(peer),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server::run(listeners, config, shutdown.clone()));
+        running.insert(
+            id,
+            Running {
+                client: client_addr,
+                admin: admin_addr,
+                address,
+                shutdown,
+                task,
+            },
+        );
+    }
+    running
+}
+
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future).await.expect("in time")
+}
+
+impl Running {
+    /// `method path` over HTTP/1.1, with the admin token if `token`; the status
+    /// code and the body.
+    async fn http(&self, method: &str, path: &str, token: bool, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.admin).await.expect("connect");
+        let auth = if token {
+            format!("Authorization: Bearer {TOKEN}\r\n")
+        } else {
+            String::new()
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.admin,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        within(stream.read_to_string(&mut response))
+            .await
+            .expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        (code, body.to_owned())
+    }
+
+    /// A mutating call that must succeed: its answer, the new `/status`. A change
+    /// still settling (409) is retried, as the operator would.
+    async fn change(&self, method: &str, path: &str, body: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let (code, text) = self.http(method, path, true, body).await;
+            match code {
+                200 => return serde_json::from_str(&text).expect("status JSON"),
+                409 if started.elapsed() < WAIT
+                    && (text.contains("in progress") || text.contains("caught up")) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => panic!("{method} {path}: {code} {text}"),
+            }
+        }
+    }
+
+    async fn status(&self) -> Value {
+        let (code, body) = self.http("GET", "/status", false, "").await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status JSON")
+    }
+
+    /// Polls `/status` until `done` holds.
+    async fn status_until(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return status;
+            }
+            assert!(started.elapsed() < WAIT, "{what}: {status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn client(&self) -> zk::Client {
+        within(
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(&self.client.to_string()),
+        )
+        .await
+        .expect("connect")
+    }
+}
+
+fn version(status: &Value) -> u64 {
+    status["membershipVersion"]
+        .as_u64()
+        .expect("membershipVersion")
+}
+
+/// The `members` of a status: id → (role, voting).
+fn roles(status: &Value) -> BTreeMap<u64, (String, bool)> {
+    status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let id = m["id"].as_u64().expect("id");
+            let role = m["role"].as_str().expect("role").to_owned();
+            (id, (role, m["voting"].as_bool().expect("voting")))
+        })
+        .collect()
+}
+
+/// Adds `id` as a learner through `leader`, waits until it caught up, promotes it;
+/// the membership versions after adding and after promoting.
+async fn add_voter(
+    members: &BTreeMap<u64, Running>,
+    leader: u64,
+    id: u64,
+    previous: u64,
+) -> (u64, u64) {
+    let via = &members[&leader];
+    let body = serde_json::json!({ "address": members[&id].address }).to_string();
+    let added = via.change("POST", &format!("/members/{id}"), &body).await;
+    let added_version = version(&added);
+    assert!(added_version > previous, "{added}");
+    assert_eq!(
+        roles(&added).get(&id),
+        Some(&("learner".to_owned(), false)),
+        "{added}"
+    );
+    assert_eq!(
+        via.http("POST", &format!("/members/{id}"), true, &body)
+            .await
+            .0,
+        409,
+        "already a member"
+    );
+    let learner = members[&id]
+        .status_until("the learner hears the leader", |s| {
+            s["role"] == "learner" && s["leaderId"] == leader && s["initialized"] == true
+        })
+        .await;
+    assert!(learner["lastLogIndex"].as_u64().expect("lastLogIndex") >= added_version);
+    via.status_until("the learner caught up", |s| {
+        s["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["id"] == id && m["lag"] == 0 && m["matchedIndex"].is_u64())
+    })
+    .await;
+    let promoted = via
+        .change("POST", &format!("/members/{id}/promote"), "")
+        .await;
+    let promoted_version = version(&promoted);
+    assert!(promoted_version > added_version, "{promoted}");
+    assert_eq!(
+        roles(&promoted).get(&id),
+        Some(&("follower".to_owned(), true)),
+        "{promoted}"
+    );
+    (added_version, promoted_version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
+    let token = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token.path(), format!("{TOKEN}\n")).expect("write token");
+    let members = start_three(token.path()).await;
+    let (one, two, three) = (&members[&1], &members[&2], &members[&3]);
+
+    // Blank joiners: outside, uninitialized, not ready.
+    for (id, member) in &members {
+        let status = member.status().await;
+        assert_eq!(status["id"], *id);
+        assert_eq!(status["role"], "outside", "{status}");
+        assert_eq!(status["initialized"], false, "{status}");
+        assert_eq!(status["lastLogIndex"], 0, "{status}");
+        assert_eq!(status["leaderId"], Value::Null, "{status}");
+        assert_eq!(member.http("GET", "/readyz", false, "").await.0, 503);
+    }
+
+    // Founding needs the token, and happens once.
+    assert_eq!(one.http("POST", "/bootstrap", false, "").await.0, 401);
+    let founded = one.change("POST", "/bootstrap", "").await;
+    assert_eq!(founded["role"], "leader", "{founded}");
+    assert_eq!(founded["leaderId"], 1, "{founded}");
+    assert_eq!(founded["initialized"], true, "{founded}");
+    // The founding membership is the log's first entry.
+    assert_eq!(founded["membershipVersion"], 0, "{founded}");
+    assert_eq!(founded["members"][0]["address"], one.address, "{founded}");
+    let (code, again) = one.http("POST", "/bootstrap", true, "").await;
+    assert_eq!(code, 409, "{again}");
+    assert!(again.contains("already a member of an ensemble"), "{again}");
+
+    // A malformed address is refused before anything changes.
+    let (code, bad) = one
+        .http("POST", "/members/2", true, r#"{"address": "nowhere"}"#)
+        .await;
+    assert_eq!(code, 400, "{bad}");
+    assert!(bad.contains("host:port"), "{bad}");
+
+    let (_, two_voter) = add_voter(&members, 1, 2, version(&founded)).await;
+    // Member 2 is in the ensemble now: it founds nothing.
+    let (code, refused) = two.http("POST", "/bootstrap", true, "").await;
+    assert_eq!(code, 409, "{refused}");
+    assert!(
+        refused.contains("already a member of an ensemble"),
+        "{refused}"
+    );
+    let (_, three_voter) = add_voter(&members, 1, 3, two_voter).await;
+
+    let leader = one.status().await;
+    assert_eq!(
+        roles(&leader),
+        BTreeMap::from([
+            (1, ("leader".to_owned(), true)),
+            (2, ("follower".to_owned(), true)),
+            (3, ("follower".to_owned(), true)),
+        ]),
+        "{leader}"
+    );
+    for entry in leader["members"].as_array().expect("members") {
+        let id = entry["id"].as_u64().expect("id");
+        assert_eq!(entry["address"], members[&id].address, "{leader}");
+        assert!(
+            entry["matchedIndex"].is_u64() && entry["lag"].is_u64(),
+            "{leader}"
+        );
+    }
+    for member in [two, three] {
+        member
+            .status_until("a follower that knows the leader", |s| {
+                s["role"] == "follower" && s["leaderId"] == 1 && version(s) == three_voter
+            })
+            .await;
+    }
+
+    // ZooKeeper's view: every member with its peer and client addresses.
+    let writer = one.client().await;
+    writer.create("/k8s", b"one", &OPEN).await.expect("create");
+    let reader = three.client().await;
+    reader.sync("/k8s").await.expect("sync");
+    assert_eq!(reader.get_data("/k8s").await.expect("read").0, b"one");
+    let (config, _) = reader.get_config().await.expect("config");
+    let config = String::from_utf8(config).expect("text");
+    for (id, member) in &members {
+        let (peer, client) = member.address.split_once(';').expect("two parts");
+        let (host, port) = peer.rsplit_once(':').expect("host:port");
+        let port: u16 = port.parse().expect("port");
+        let line = format!(
+            "server.{id}={host}:{port}:{}:participant;{client}",
+            port + 1
+        );
+        assert!(config.lines().any(|l| l == line), "{line} in\n{config}");
+    }
+    assert!(
+        config.ends_with(&format!("version={three_voter:x}")),
+        "{config}"
+    );
+    drop((writer, reader));
+
+    // Leadership moves to 2, then the founder leaves.
+    let moved = one.change("POST", "/leader/2", "").await;
+    assert_eq!(moved["leaderId"], 2, "{moved}");
+    two.status_until("member 2 leads", |s| s["role"] == "leader")
+        .await;
+    let removed = two.change("DELETE", "/members/1", "").await;
+    assert!(version(&removed) > three_voter, "{removed}");
+    assert_eq!(
+        roles(&removed),
+        BTreeMap::from([
+            (2, ("leader".to_owned(), true)),
+            (3, ("follower".to_owned(), true)),
+        ]),
+        "{removed}"
+    );
+    assert_eq!(two.http("DELETE", "/members/1", true, "").await.0, 404);
+
+    let writer = two.client().await;
+    writer
+        .create("/after", b"two", &OPEN)
+        .await
+        .expect("create on 2");
+    let reader = three.client().await;
+    reader.sync("/after").await.expect("sync");
+    assert_eq!(reader.get_data("/after").await.expect("read").0, b"two");
+    assert_eq!(reader.get_data("/k8s").await.expect("read").0, b"one");
+    drop((writer, reader));
+
+    for member in members.values() {
+        member.shutdown.cancel();
+    }
+    for (id, member) in members {
+        let result = within(member.task).await.expect("server task");
+        // The removed founder may have stopped on its own; the others stop cleanly.
+        if id != 1 {
+            result.expect("server result");
+        }
+    }
+}
