@@ -9,9 +9,8 @@
 //!
 //! Each test works in a namespace of its own (`TestNamespace`), waits with deadlines that say
 //! what they waited for (`wait::until`), and shares the operator installed by Helm
-//! (`operator::ensure_helm`). Multi-member behaviour (3 members electing a leader, scaling 3→5,
-//! healing after a pod delete) waits for Raft replication; each will be a few lines on
-//! `TestCluster` and `zk`.
+//! (`operator::ensure_helm`). Operations on a multi-member ensemble run with a `zk::Writer`
+//! writing throughout, and check afterwards that every acknowledged write is there.
 
 #[path = "e2e/bed.rs"]
 mod bed;
@@ -384,6 +383,152 @@ async fn one_member_serves_survives_its_pod_and_is_collected() {
     // Deleting the cluster collects every child, and with reclaimPolicy Delete the claim.
     delete_and_check_children(&cc).await;
     wait_gone(&ns.name, "pvc/data-zk-0", wait::DELETION).await;
+}
+
+/// Three members, founded and grown one at a time, with a client writing through every
+/// operation: the leader's pod deleted, 3 → 5 → 3 with `kubectl scale`, and a server-setting
+/// change rolled one member at a time. Every acknowledged write must survive each; the longest
+/// time without a write is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/e2e"]
+async fn three_members_heal_scale_and_roll_without_losing_a_write() {
+    let _serial = SERIAL.lock().await;
+    let client = bed().client().await;
+    operator::ensure_helm(&client).await;
+    let ns = TestNamespace::create("three");
+    let cc = TestCluster::apply(
+        &client,
+        &ns.name,
+        "zk",
+        "  replicas: 3\n  storage:\n    reclaimPolicy: Delete\n",
+    );
+    let status = cc.wait_available(3).await;
+    let leader = assert_one_leader(&status, 3);
+    assert!(status.membership_version.is_some(), "{status:#?}");
+    let address = cc.client_address().await;
+
+    let writer = zk::Writer::start(&address, "/heal");
+    cc.delete_pod_and_wait_replacement(&leader).await;
+    let status = cc.wait_available(3).await;
+    assert_one_leader(&status, 3);
+    zk::check_writes(
+        &address,
+        "/heal",
+        &format!("deleting the leader's pod {leader}"),
+        writer,
+    );
+
+    let writer = zk::Writer::start(&address, "/grow");
+    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "5"]);
+    let status = cc.wait_available(5).await;
+    assert_one_leader(&status, 5);
+    zk::check_writes(&address, "/grow", "scaling 3 → 5", writer);
+
+    let writer = zk::Writer::start(&address, "/shrink");
+    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "3"]);
+    let status = cc.wait_available(3).await;
+    assert_one_leader(&status, 3);
+    for gone in ["pod/zk-3", "pod/zk-4", "pvc/data-zk-3", "pvc/data-zk-4"] {
+        wait_gone(&ns.name, gone, wait::DELETION).await;
+    }
+    zk::check_writes(&address, "/shrink", "scaling 5 → 3", writer);
+
+    let writer = zk::Writer::start(&address, "/roll");
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let revision = |sts: StatefulSet| sts.status.and_then(|s| s.update_revision);
+    let before = revision(statefulsets.get("zk").await.expect("the StatefulSet"));
+    bed().kubectl(&[
+        "patch",
+        "cc/zk",
+        "-n",
+        &ns.name,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"server":{"maxClientConnections":200}}}"#,
+    ]);
+    let after = wait::until(
+        "the StatefulSet to get a new revision",
+        Duration::from_secs(60),
+        || async {
+            let now = revision(statefulsets.get("zk").await.map_err(|e| e.to_string())?);
+            if now.is_some() && now != before {
+                Ok(now)
+            } else {
+                Err(format!("still {now:?}"))
+            }
+        },
+    )
+    .await;
+    wait::until(
+        "every member to run the new revision",
+        wait::POD_READY * 2,
+        || async {
+            let pods = cc
+                .pods()
+                .list(&cc.member_selector())
+                .await
+                .map_err(|e| e.to_string())?;
+            let old: Vec<String> = pods
+                .items
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("controller-revision-hash"))
+                        != after.as_ref()
+                })
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            if old.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not restarted yet: {old:?}"))
+            }
+        },
+    )
+    .await;
+    let status = cc.wait_available(3).await;
+    assert_one_leader(&status, 3);
+    zk::check_writes(&address, "/roll", "rolling a server-setting change", writer);
+    let events = bed().kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &ns.name,
+        "--field-selector",
+        "reason=MemberRestarted",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !events.trim().is_empty(),
+        "no MemberRestarted event was recorded"
+    );
+
+    bed().kubectl(&["delete", "cc", "zk", "-n", &ns.name]);
+}
+
+/// The status lists `voters` members, ready, exactly one of them the leader it names.
+fn assert_one_leader(status: &ensemble::api::CoordinationClusterStatus, voters: usize) -> String {
+    assert_eq!(status.members.len(), voters, "{status:#?}");
+    assert!(status.members.iter().all(|m| m.ready), "{status:#?}");
+    let leaders: Vec<&str> = status
+        .members
+        .iter()
+        .filter(|m| m.role == MemberRole::Leader)
+        .map(|m| m.name.as_str())
+        .collect();
+    let followers = status
+        .members
+        .iter()
+        .filter(|m| m.role == MemberRole::Follower)
+        .count();
+    assert_eq!(leaders.len(), 1, "{status:#?}");
+    assert_eq!(followers, voters - 1, "{status:#?}");
+    assert_eq!(status.leader.as_deref(), Some(leaders[0]), "{status:#?}");
+    leaders[0].to_string()
 }
 
 /// With `storage.reclaimPolicy: Retain` (the default), the claim outlives the cluster.

@@ -112,6 +112,18 @@ impl Bed {
         Fut: Future<Output = T>,
         T: Send + 'static,
     {
+        self.spawn_in_netns(make)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// [`Bed::in_netns`] on a thread of its own, without waiting for it.
+    pub fn spawn_in_netns<F, Fut, T>(&self, make: F) -> std::thread::JoinHandle<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T>,
+        T: Send + 'static,
+    {
         let path = Path::new("/var/run/netns").join(&self.netns);
         std::thread::spawn(move || {
             join_netns(&path);
@@ -121,8 +133,6 @@ impl Bed {
                 .expect("a runtime inside the network namespace")
                 .block_on(make())
         })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 

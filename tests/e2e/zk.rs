@@ -1,7 +1,9 @@
 //! A real ZooKeeper client (the `zookeeper-client` crate) talking to an ensemble through its
 //! client Service, from inside the test bed's network namespace (see `Bed::in_netns`).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use zookeeper_client as zk;
 
@@ -64,4 +66,116 @@ pub fn read(address: &str, path: &str) -> Option<Vec<u8>> {
             Err(e) => panic!("get {path} on {address}: {e}"),
         }
     })
+}
+
+/// A client writing `<prefix>/w-<n>` for n = 0, 1, 2 … about every 20 ms until stopped,
+/// reconnecting whenever its session is lost, as an application would.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Written>,
+}
+
+/// What a [`Writer`] saw.
+#[derive(Debug)]
+pub struct Written {
+    /// The writes the ensemble acknowledged, by n.
+    pub acknowledged: Vec<u64>,
+    pub failed: usize,
+    /// The longest time without an acknowledged write.
+    pub longest_gap: Duration,
+}
+
+impl Writer {
+    pub fn start(address: &str, prefix: &str) -> Writer {
+        write(address, prefix, b"");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (address, prefix, flag) = (address.to_string(), prefix.to_string(), stop.clone());
+        let handle = bed().spawn_in_netns(move || async move {
+            let mut written = Written {
+                acknowledged: Vec::new(),
+                failed: 0,
+                longest_gap: Duration::ZERO,
+            };
+            let mut client = session(&address).await;
+            let mut last_ok = Instant::now();
+            let mut n = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let path = format!("{prefix}/w-{n}");
+                let attempt = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.create(&path, n.to_string().as_bytes(), &OPEN),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(_)) => {
+                        written.acknowledged.push(n);
+                        written.longest_gap = written.longest_gap.max(last_ok.elapsed());
+                        last_ok = Instant::now();
+                    }
+                    Ok(Err(zk::Error::SessionExpired | zk::Error::ClientClosed)) => {
+                        written.failed += 1;
+                        client = session(&address).await;
+                    }
+                    _ => written.failed += 1,
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            written.longest_gap = written.longest_gap.max(last_ok.elapsed());
+            written
+        });
+        Writer { stop, handle }
+    }
+
+    pub fn stop(self) -> Written {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// The children of `path`.
+pub fn children(address: &str, path: &str) -> Vec<String> {
+    let (address, path) = (address.to_string(), path.to_string());
+    bed().in_netns(move || async move {
+        let client = session(&address).await;
+        // A member that just joined may lag: make it catch up before listing.
+        client
+            .sync(&path)
+            .await
+            .unwrap_or_else(|e| panic!("sync {path}: {e}"));
+        client
+            .list_children(&path)
+            .await
+            .unwrap_or_else(|e| panic!("list {path} on {address}: {e}"))
+    })
+}
+
+/// Stops the writer, prints what the operation cost, and checks that every acknowledged write
+/// is there.
+pub fn check_writes(address: &str, prefix: &str, operation: &str, writer: Writer) {
+    let written = writer.stop();
+    println!(
+        "{operation}: {} writes acknowledged, {} failed, longest time without a write {} ms",
+        written.acknowledged.len(),
+        written.failed,
+        written.longest_gap.as_millis()
+    );
+    assert!(
+        !written.acknowledged.is_empty(),
+        "{operation}: no write was acknowledged"
+    );
+    let present: std::collections::BTreeSet<String> =
+        children(address, prefix).into_iter().collect();
+    let lost: Vec<u64> = written
+        .acknowledged
+        .iter()
+        .copied()
+        .filter(|n| !present.contains(&format!("w-{n}")))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{operation}: acknowledged writes lost: {lost:?}"
+    );
 }
