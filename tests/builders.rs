@@ -125,6 +125,36 @@ fn minimal_example_builds_a_restricted_three_member_ensemble() {
             ("admin".into(), 8080)
         ]
     );
+    // Every pod reads one ConfigMap: its member id comes from its name, it starts blank and
+    // waits to be added, and it reads the admin token from the mounted Secret.
+    assert_eq!(
+        server.args.as_deref().unwrap_or_default()[3..],
+        ["--pod-name".to_string(), "$(POD_NAME)".to_string()]
+    );
+    let properties = build::server_properties(&cfg);
+    let parsed = ensemble_server::config::ServerConfig::from_properties(&properties)
+        .expect("the server accepts the operator's configuration");
+    assert!(parsed.ignored_keys.is_empty(), "{:?}", parsed.ignored_keys);
+    assert!(parsed.join_existing);
+    let token_file = parsed.admin_token_file.expect("admin.tokenFile");
+    let token_mount = server
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| token_file.starts_with(&m.mount_path))
+        .expect("the token file is on a mounted volume");
+    let token_volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == token_mount.name)
+        .and_then(|v| v.secret.as_ref())
+        .and_then(|s| s.secret_name.as_deref());
+    assert_eq!(token_volume, Some("minimal-admin"));
+    assert_eq!(
+        build::member_address(&cfg, 2),
+        "minimal-2.minimal-peers.team-a.svc.cluster.local:2888;minimal-2.minimal-peers.team-a.svc.cluster.local:2181"
+    );
     let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
         let get = p
             .as_ref()
