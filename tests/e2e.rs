@@ -30,6 +30,7 @@ use std::time::Duration;
 use ensemble::api::MemberRole;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::DeleteParams;
 use kube::Api;
 use tokio::sync::Mutex;
 
@@ -447,48 +448,20 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
         "-p",
         r#"{"spec":{"server":{"maxClientConnections":200}}}"#,
     ]);
-    let after = wait::until(
+    wait::until(
         "the StatefulSet to get a new revision",
         Duration::from_secs(60),
         || async {
             let now = revision(statefulsets.get("zk").await.map_err(|e| e.to_string())?);
             if now.is_some() && now != before {
-                Ok(now)
+                Ok(())
             } else {
                 Err(format!("still {now:?}"))
             }
         },
     )
     .await;
-    wait::until(
-        "every member to run the new revision",
-        wait::POD_READY * 2,
-        || async {
-            let pods = cc
-                .pods()
-                .list(&cc.member_selector())
-                .await
-                .map_err(|e| e.to_string())?;
-            let old: Vec<String> = pods
-                .items
-                .iter()
-                .filter(|p| {
-                    p.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("controller-revision-hash"))
-                        != after.as_ref()
-                })
-                .filter_map(|p| p.metadata.name.clone())
-                .collect();
-            if old.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("not restarted yet: {old:?}"))
-            }
-        },
-    )
-    .await;
+    cc.wait_rolled().await;
     let status = cc.wait_available(3).await;
     assert_one_leader(&status, 3);
     zk::check_writes(&address, "/roll", "rolling a server-setting change", writer);
@@ -507,6 +480,113 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
         "no MemberRestarted event was recorded"
     );
 
+    bed().kubectl(&["delete", "cc", "zk", "-n", &ns.name]);
+}
+
+/// Down to one member and back to three with the leader's pod killed midway, then a roll during
+/// which every operator pod is deleted: the operator resumes from what it observes, and no
+/// acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the test bed: scripts/e2e"]
+async fn one_and_back_with_the_leader_killed_and_the_operator_restarted() {
+    let _serial = SERIAL.lock().await;
+    let client = bed().client().await;
+    operator::ensure_helm(&client).await;
+    let ns = TestNamespace::create("back");
+    let cc = TestCluster::apply(
+        &client,
+        &ns.name,
+        "zk",
+        "  replicas: 3\n  storage:\n    reclaimPolicy: Delete\n",
+    );
+    cc.wait_available(3).await;
+    let address = cc.client_address().await;
+
+    let writer = zk::Writer::start(&address, "/down");
+    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "1"]);
+    let status = cc.wait_available(1).await;
+    assert_one_leader(&status, 1);
+    zk::check_writes(&address, "/down", "scaling 3 → 1", writer);
+
+    let writer = zk::Writer::start(&address, "/up");
+    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "3"]);
+    let leader = wait::until("a second member to join", wait::POD_READY, || async {
+        let status = cc.get().await.status.unwrap_or_default();
+        let joined = status
+            .members
+            .iter()
+            .filter(|m| m.role != MemberRole::Unknown)
+            .count();
+        match &status.leader {
+            Some(leader) if joined >= 2 => Ok(leader.clone()),
+            _ => Err(format!("{status:#?}")),
+        }
+    })
+    .await;
+    cc.pods()
+        .delete(&leader, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap_or_else(|e| panic!("killing {leader}: {e}"));
+    let status = cc.wait_available(3).await;
+    assert_one_leader(&status, 3);
+    zk::check_writes(
+        &address,
+        "/up",
+        &format!("scaling 1 → 3 with the leader's pod {leader} killed midway"),
+        writer,
+    );
+
+    let writer = zk::Writer::start(&address, "/roll");
+    bed().kubectl(&[
+        "patch",
+        "cc/zk",
+        "-n",
+        &ns.name,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"server":{"maxClientConnections":300}}}"#,
+    ]);
+    wait::until(
+        "the first member restarted by the roll",
+        wait::POD_READY,
+        || async {
+            let events = bed().kubectl(&[
+                "get",
+                "events",
+                "-n",
+                &ns.name,
+                "--field-selector",
+                "reason=MemberRestarted",
+                "-o",
+                "name",
+            ]);
+            if events.trim().is_empty() {
+                Err("no MemberRestarted event yet".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    bed().kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        operator::HELM_NAMESPACE,
+        "--wait=false",
+    ]);
+    operator::wait_running(&client, operator::HELM_NAMESPACE).await;
+    cc.wait_rolled().await;
+    let status = cc.wait_available(3).await;
+    assert_one_leader(&status, 3);
+    zk::check_writes(
+        &address,
+        "/roll",
+        "rolling a setting with the operator restarted midway",
+        writer,
+    );
     bed().kubectl(&["delete", "cc", "zk", "-n", &ns.name]);
 }
 

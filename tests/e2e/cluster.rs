@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use ensemble::api::{CoordinationCluster, CoordinationClusterStatus, Phase};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams};
@@ -116,6 +117,46 @@ impl TestCluster {
             },
         )
         .await
+    }
+
+    /// Waits until every member pod runs the StatefulSet's current revision.
+    pub async fn wait_rolled(&self) {
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        wait::until(
+            "every member to run the current revision",
+            wait::POD_READY * 2,
+            || async {
+                let current = statefulsets
+                    .get(&self.name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status
+                    .and_then(|s| s.update_revision);
+                let pods = self
+                    .pods()
+                    .list(&self.member_selector())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let old: Vec<String> = pods
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("controller-revision-hash"))
+                            != current.as_ref()
+                    })
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                if old.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not restarted yet: {old:?} (current {current:?})"))
+                }
+            },
+        )
+        .await;
     }
 
     /// The client Service's ClusterIP and port, `ip:2181`.
