@@ -116,6 +116,9 @@ cmd_image() {
   if daemon_pid containerd >/dev/null 2>&1; then
     log "project image: importing $PROJECT_IMAGE into the node"
     ctr_ images import "$PROJECT_ARCHIVE" >&2 || die "importing $PROJECT_ARCHIVE failed"
+    # The same image under a second tag: the e2e suite rolls an image change to it.
+    ctr_ images tag --force "$PROJECT_IMAGE" "$PROJECT_IMAGE-next" >&2 \
+      || die "tagging $PROJECT_IMAGE-next failed"
   else
     log "project image: the test bed is not up; \`up\` imports it"
   fi

@@ -119,6 +119,32 @@ impl TestCluster {
         .await
     }
 
+    /// The StatefulSet's update revision: the one new and restarted pods get.
+    pub async fn revision(&self) -> Option<String> {
+        let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        statefulsets
+            .get(&self.name)
+            .await
+            .ok()
+            .and_then(|s| s.status?.update_revision)
+    }
+
+    /// Waits until the update revision is no longer `before`: the operator applied a template
+    /// change.
+    pub async fn wait_new_revision(&self, before: Option<String>) {
+        wait::until(
+            "the StatefulSet to get a new revision",
+            Duration::from_secs(60),
+            || async {
+                match self.revision().await {
+                    Some(now) if Some(&now) != before.as_ref() => Ok(()),
+                    now => Err(format!("still {now:?}")),
+                }
+            },
+        )
+        .await;
+    }
+
     /// Waits until every member pod runs the StatefulSet's current revision.
     pub async fn wait_rolled(&self) {
         let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
