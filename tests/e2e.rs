@@ -290,16 +290,17 @@ async fn kustomize_installs_a_working_operator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the test bed: scripts/e2e"]
 async fn one_member_serves_survives_its_pod_and_is_collected() {
-    let _serial = SERIAL.lock().await;
-    let client = bed().client().await;
-    operator::ensure_helm(&client).await;
-    let ns = TestNamespace::create("one");
-    let cc = TestCluster::apply(
-        &client,
-        &ns.name,
+    let ClusterTest {
+        _serial,
+        client: _,
+        cc,
+        ns,
+    } = ClusterTest::start(
+        "one",
         "zk",
         "  replicas: 1\n  storage:\n    reclaimPolicy: Delete\n",
-    );
+    )
+    .await;
 
     // What the operator reports for one member.
     let status = cc.wait_available(1).await;
@@ -386,6 +387,32 @@ async fn one_member_serves_survives_its_pod_and_is_collected() {
     wait_gone(&ns.name, "pvc/data-zk-0", wait::DELETION).await;
 }
 
+/// What every test of one cluster starts with: its turn (the tests run one at a time), the
+/// operator installed by Helm, a namespace of its own, and the cluster `name` with `spec`.
+struct ClusterTest {
+    client: kube::Client,
+    cc: TestCluster,
+    ns: TestNamespace,
+    // Dropped last: the namespace goes before the next test starts.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl ClusterTest {
+    async fn start(purpose: &str, name: &str, spec: &str) -> Self {
+        let serial = SERIAL.lock().await;
+        let client = bed().client().await;
+        operator::ensure_helm(&client).await;
+        let ns = TestNamespace::create(purpose);
+        let cc = TestCluster::apply(&client, &ns.name, name, spec);
+        ClusterTest {
+            client,
+            cc,
+            ns,
+            _serial: serial,
+        }
+    }
+}
+
 /// Three members, founded and grown one at a time, with a client writing through every
 /// operation: the leader's pod deleted, 3 → 5 → 3 with `kubectl scale`, and a server-setting
 /// change rolled one member at a time. Every acknowledged write must survive each; the longest
@@ -393,16 +420,17 @@ async fn one_member_serves_survives_its_pod_and_is_collected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the test bed: scripts/e2e"]
 async fn three_members_heal_scale_and_roll_without_losing_a_write() {
-    let _serial = SERIAL.lock().await;
-    let client = bed().client().await;
-    operator::ensure_helm(&client).await;
-    let ns = TestNamespace::create("three");
-    let cc = TestCluster::apply(
-        &client,
-        &ns.name,
+    let ClusterTest {
+        _serial,
+        client: _,
+        cc,
+        ns,
+    } = ClusterTest::start(
+        "three",
         "zk",
         "  replicas: 3\n  storage:\n    reclaimPolicy: Delete\n",
-    );
+    )
+    .await;
     let status = cc.wait_available(3).await;
     let leader = assert_one_leader(&status, 3);
     assert!(status.membership_version.is_some(), "{status:#?}");
@@ -475,16 +503,17 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the test bed: scripts/e2e"]
 async fn one_and_back_with_the_leader_killed_and_the_operator_restarted() {
-    let _serial = SERIAL.lock().await;
-    let client = bed().client().await;
-    operator::ensure_helm(&client).await;
-    let ns = TestNamespace::create("back");
-    let cc = TestCluster::apply(
-        &client,
-        &ns.name,
+    let ClusterTest {
+        _serial,
+        client,
+        cc,
+        ns,
+    } = ClusterTest::start(
+        "back",
         "zk",
         "  replicas: 3\n  storage:\n    reclaimPolicy: Delete\n",
-    );
+    )
+    .await;
     cc.wait_available(3).await;
     let address = cc.client_address().await;
 
@@ -601,11 +630,12 @@ fn assert_one_leader(status: &ensemble::api::CoordinationClusterStatus, voters: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the test bed: scripts/e2e"]
 async fn a_retained_claim_outlives_its_cluster() {
-    let _serial = SERIAL.lock().await;
-    let client = bed().client().await;
-    operator::ensure_helm(&client).await;
-    let ns = TestNamespace::create("retain");
-    let cc = TestCluster::apply(&client, &ns.name, "kept", "  replicas: 1\n");
+    let ClusterTest {
+        _serial,
+        client,
+        cc,
+        ns,
+    } = ClusterTest::start("retain", "kept", "  replicas: 1\n").await;
     cc.wait_available(1).await;
     zk::write(&cc.client_address().await, "/kept", b"still here");
 

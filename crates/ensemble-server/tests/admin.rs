@@ -14,6 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/http.rs"]
+mod http;
 use zookeeper_client as zk;
 
 const OPEN: zk::CreateOptions<'static> =
@@ -93,23 +96,7 @@ impl TestServer {
 
     /// `GET path` over HTTP/1.1; the status code and the body.
     async fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.admin_addr).await.expect("connect");
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.admin_addr
-        );
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = String::new();
-        within(stream.read_to_string(&mut response))
-            .await
-            .expect("read");
-        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        (status, body.to_owned())
+        http::exchange(self.admin_addr, "GET", path, "", "", WAIT).await
     }
 
     async fn status(&self) -> serde_json::Value {

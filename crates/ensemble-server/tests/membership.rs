@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use ensemble_server::config::ServerConfig;
 use ensemble_server::server::{self, Listeners};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
+
+#[path = "support/http.rs"]
+mod http;
 
 const OPEN: zk::CreateOptions<'static> =
     zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
@@ -80,30 +82,12 @@ impl Running {
     /// `method path` over HTTP/1.1, with the admin token if `token`; the status
     /// code and the body.
     async fn http(&self, method: &str, path: &str, token: bool, body: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(self.admin).await.expect("connect");
         let auth = if token {
             format!("Authorization: Bearer {TOKEN}\r\n")
         } else {
             String::new()
         };
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.admin,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut response = String::new();
-        within(stream.read_to_string(&mut response))
-            .await
-            .expect("read");
-        let (head, body) = response.split_once("\r\n\r\n").expect("header end");
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        (code, body.to_owned())
+        http::exchange(self.admin, method, path, &auth, body, WAIT).await
     }
 
     /// A mutating call that must succeed: its answer, the new `/status`. A change
