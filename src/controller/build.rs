@@ -206,7 +206,8 @@ pub fn client_service(cfg: &ClusterConfig) -> Service {
 /// Allows a voluntary disruption (a node drain, an eviction) only while the members left
 /// standing still form a quorum: at most `replicas - quorum(replicas)` may be down at once.
 /// A single member therefore allows none. Unhealthy members may always be evicted, since they
-/// count against availability already and a stuck member must never block a drain.
+/// count against availability already and a stuck member must never block a drain. The plan
+/// replaces `replicas` here by the voters the leader reports, while they differ from the spec.
 pub fn pod_disruption_budget(cfg: &ClusterConfig) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: metadata(cfg, cfg.name.clone()),

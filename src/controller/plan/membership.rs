@@ -44,7 +44,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::controller::names::quorum;
+use crate::controller::names::{self, quorum};
 
 /// How far behind the leader's log (in entries) a member may be and still count as caught up:
 /// the server's own bound for promotion and readiness.
@@ -129,9 +129,38 @@ pub enum Step {
 }
 
 impl Step {
-    /// Whether the step changes who votes.
-    pub fn changes_voters(self) -> bool {
-        matches!(self, Step::Promote { .. } | Step::Remove { .. })
+    /// The event reason of the step, PascalCase, also the Progressing condition's reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Step::Bootstrap { .. } => "MemberBootstrapped",
+            Step::AddLearner { .. } => "MemberAdded",
+            Step::Promote { .. } => "MemberPromoted",
+            Step::Remove { .. } => "MemberRemoved",
+            Step::TransferLeadership { .. } => "LeaderTransferred",
+            Step::Restart { .. } => "MemberRestarted",
+            Step::Wipe { .. } => "MemberWiped",
+        }
+    }
+
+    /// What the step does, for a human.
+    pub fn describe(self, cluster: &str) -> String {
+        let pod = |o: i32| names::member_pod(cluster, o);
+        match self {
+            Step::Bootstrap { ordinal } => format!("founding the ensemble on {}", pod(ordinal)),
+            Step::AddLearner { ordinal } => format!("adding {} as a learner", pod(ordinal)),
+            Step::Promote { ordinal } => format!("promoting {}, caught up, to voter", pod(ordinal)),
+            Step::Remove { ordinal } => format!("removing {} from the membership", pod(ordinal)),
+            Step::TransferLeadership { from, to } => {
+                format!("moving leadership from {} to {}", pod(from), pod(to))
+            }
+            Step::Restart { ordinal } => {
+                format!("restarting {} on the current pod template", pod(ordinal))
+            }
+            Step::Wipe { ordinal } => format!(
+                "wiping {}: its volume holds data of a membership it is not part of",
+                pod(ordinal)
+            ),
+        }
     }
 }
 

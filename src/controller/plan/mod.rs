@@ -584,11 +584,11 @@ pub fn step_pod(step: Step, cfg: &ClusterConfig, observed: &Observed) -> Option<
 
 /// The event recorded once a step was taken.
 pub fn step_event(step: Step, cfg: &ClusterConfig) -> PlannedEvent {
-    let note = describe_step(step, &cfg.name);
+    let note = step.describe(&cfg.name);
     let note = note[..1].to_uppercase() + &note[1..];
     PlannedEvent {
         kind: EventKind::Normal,
-        reason: step_reason(step),
+        reason: step.reason(),
         note,
         action: "ChangeMembership",
         related: None,
@@ -600,43 +600,9 @@ pub fn step_failed_event(step: Step, cfg: &ClusterConfig, reason: &str) -> Plann
     PlannedEvent {
         kind: EventKind::Warning,
         reason: "StepFailed",
-        note: format!("{} failed: {reason}", describe_step(step, &cfg.name)),
+        note: format!("{} failed: {reason}", step.describe(&cfg.name)),
         action: "ChangeMembership",
         related: None,
-    }
-}
-
-/// The event reason of a step, PascalCase, also the Progressing condition's reason.
-pub fn step_reason(step: Step) -> &'static str {
-    match step {
-        Step::Bootstrap { .. } => "MemberBootstrapped",
-        Step::AddLearner { .. } => "MemberAdded",
-        Step::Promote { .. } => "MemberPromoted",
-        Step::Remove { .. } => "MemberRemoved",
-        Step::TransferLeadership { .. } => "LeaderTransferred",
-        Step::Restart { .. } => "MemberRestarted",
-        Step::Wipe { .. } => "MemberWiped",
-    }
-}
-
-/// What the step does, for a human.
-pub fn describe_step(step: Step, cluster: &str) -> String {
-    let pod = |o: i32| names::member_pod(cluster, o);
-    match step {
-        Step::Bootstrap { ordinal } => format!("founding the ensemble on {}", pod(ordinal)),
-        Step::AddLearner { ordinal } => format!("adding {} as a learner", pod(ordinal)),
-        Step::Promote { ordinal } => format!("promoting {}, caught up, to voter", pod(ordinal)),
-        Step::Remove { ordinal } => format!("removing {} from the membership", pod(ordinal)),
-        Step::TransferLeadership { from, to } => {
-            format!("moving leadership from {} to {}", pod(from), pod(to))
-        }
-        Step::Restart { ordinal } => {
-            format!("restarting {} on the current pod template", pod(ordinal))
-        }
-        Step::Wipe { ordinal } => format!(
-            "wiping {}: its volume holds data of a membership it is not part of",
-            pod(ordinal)
-        ),
     }
 }
 
@@ -769,7 +735,7 @@ fn conditions_for(
             "applying child objects to match the spec".to_string(),
         )
     } else if let Some(step) = decision.step {
-        (true, step_reason(step), describe_step(step, &cfg.name))
+        (true, step.reason(), step.describe(&cfg.name))
     } else if let Some(waiting) = &decision.waiting {
         (
             true,
