@@ -811,3 +811,57 @@ async fn read_index_on_a_follower_covers_earlier_writes() {
     assert!(on_leader.consensus.read_index().await.unwrap() >= written);
     shutdown_all(&members).await;
 }
+
+/// ZooKeeper accepts a node of almost 1 MiB (jute.maxbuffer), so one command may be that
+/// large. Replicating it must fit in a replication call's time: it once took longer than
+/// the heartbeat-long limit in a debug build, every retry timed out again, the leader lost
+/// its quorum acknowledgements and stepped down, and the write never committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_a_mebibyte_commit_without_disturbing_the_leader() {
+    let faults = Faults::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let members = ensemble(3, Some(&dirs), &faults, 100_000).await;
+    let leader = wait_leader(&members).await;
+    let term = members[0].consensus.status().term;
+    let follower = members.iter().find(|m| m.id != leader).unwrap();
+    let generation = follower.consensus.generation();
+    let big: Vec<Vec<u8>> = (0..4u8).map(|n| vec![b'a' + n; 1024 * 1024]).collect();
+    for command in &big {
+        follower
+            .consensus
+            .propose(generation, command.clone())
+            .expect("proposal accepted");
+    }
+    eventually(
+        "the large commands applied on every member",
+        Duration::from_secs(20),
+        || {
+            members.iter().all(|m| {
+                let applied: Vec<Vec<u8>> = m
+                    .machine
+                    .get()
+                    .commands
+                    .into_iter()
+                    .map(|(_, c)| c)
+                    .collect();
+                applied.ends_with(&big)
+            })
+        },
+    )
+    .await;
+    for m in &members {
+        let status = m.consensus.status();
+        assert_eq!(
+            (status.leader, status.term),
+            (Some(leader), term),
+            "member {} saw the leadership change",
+            m.id
+        );
+    }
+    assert_eq!(
+        follower.consensus.generation(),
+        generation,
+        "the proposal path broke"
+    );
+    shutdown_all(&members).await;
+}

@@ -36,6 +36,7 @@ pub(crate) const SNAPSHOTS_KEPT: usize = 3;
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
     meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 

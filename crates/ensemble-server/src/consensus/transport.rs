@@ -45,14 +45,15 @@ pub(crate) enum Request {
     Snapshot {
         vote: Vote,
         meta: SnapshotMeta,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     TransferLeader(openraft::raft::TransferLeaderRequest<C>),
     /// A command of the sender's ordered proposal stream.
-    Propose(Vec<u8>),
+    Propose(#[serde(with = "serde_bytes")] Vec<u8>),
     ReadIndex,
     Change(Change),
-    LeaderMessage(Vec<u8>),
+    LeaderMessage(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// A membership change forwarded to the leader.
