@@ -1,5 +1,12 @@
 """Helpers for the Python compatibility suite: the server process, a TCP proxy that can cut
-clients off, a raw ZooKeeper session (for what kazoo hides), zkCli, and waiting."""
+clients off, a raw ZooKeeper session (for what kazoo hides), zkCli, and waiting.
+
+With several members (COMPAT_MEMBERS), a session reads from the member it is connected to,
+which may not yet have applied what another session just wrote: ZooKeeper promises each
+session its own order, not read-after-write across sessions. So a test that reads what
+another session wrote syncs first (`client.sync(path)`, `RawSession.sync`, or
+`sync_members` for a reader that cannot, such as one zkCli command), as a correct ZooKeeper
+application must."""
 
 import os
 import queue
@@ -13,7 +20,7 @@ import threading
 import time
 
 from kazoo.client import KazooClient
-from kazoo.protocol.serialization import Connect, Create, Ping
+from kazoo.protocol.serialization import Connect, Create, Ping, Sync
 from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE
 
@@ -318,6 +325,12 @@ class RawSession:
             if xid == self.xid:
                 return zxid, err
 
+    def sync(self, path="/"):
+        """ZooKeeper's sync: once it returns, this session's member has applied every write
+        acknowledged before the call (watch events arriving meanwhile are dropped)."""
+        _, err = self.request(Sync(path))
+        assert err == 0, "sync failed with error %d" % err
+
     def create_ephemeral(self, path, data=b""):
         return self.request(Create(path, data, OPEN_ACL_UNSAFE, 1))
 
@@ -379,6 +392,20 @@ class RawSession:
 def member_addresses(server):
     """Every member's (host, port), from the connection string."""
     return [(h, int(p)) for h, p in (a.rsplit(":", 1) for a in server.address.split(","))]
+
+
+def sync_members(server, path="/", members=None):
+    """Syncs each member (every one, or those of `members`, as (host, port)) through a
+    client connected to it alone: afterwards any session on them, even one that cannot sync
+    itself (a zkCli command, a four-letter word), sees every write acknowledged before."""
+    for host, port in members or member_addresses(server):
+        client = make_client("%s:%d" % (host, port))
+        client.start(timeout=15)
+        try:
+            client.sync(path)
+        finally:
+            client.stop()
+            client.close()
 
 
 def four_letter_word(server, word, timeout=5, member=None):

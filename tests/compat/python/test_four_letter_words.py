@@ -5,7 +5,7 @@ org.apache.zookeeper.server.command)."""
 
 import re
 
-from compat_helpers import MEMBERS, four_letter_word, member_addresses, wait_until
+from compat_helpers import MEMBERS, four_letter_word, member_addresses, sync_members, wait_until
 
 # ZooKeeper's mode: a server alone is standalone; in an ensemble, leader or follower.
 MODES = {"standalone"} if MEMBERS == 1 else {"leader", "follower"}
@@ -65,6 +65,8 @@ def test_mntr(server, zk, path):
     zk.create(path + "/e1", ephemeral=True)
     zk.create(path + "/e2", ephemeral=True)
     zk.get(path, watch=lambda e: None)
+    # mntr reports the first member's tree, which zk's writes may not have reached yet.
+    sync_members(server, path, [(server.host, server.port)])
     reply = four_letter_word(server, "mntr")
     lines = reply.strip().splitlines()
     assert all("\t" in l for l in lines), "not mntr's key<TAB>value lines: %r" % reply

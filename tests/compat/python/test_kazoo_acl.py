@@ -1,5 +1,8 @@
 """ACLs and authentication through kazoo: digest and ip schemes, every permission bit,
-get_acls/set_acls with versions, the `auth` scheme, add_auth and its failure."""
+get_acls/set_acls with versions, the `auth` scheme, add_auth and its failure.
+
+A session that reads what another wrote syncs first: with several members it may be
+connected to one that has not applied the write yet (see compat_helpers)."""
 
 import pytest
 from kazoo.exceptions import (
@@ -52,6 +55,7 @@ def test_digest_acl_denies_others_and_allows_owner(server, zk, clients, path):
     zk.create(path + "/child", b"c", acl=OPEN_ACL_UNSAFE)
 
     anonymous = clients()
+    anonymous.sync(path)
     with pytest.raises(NoAuthError):
         anonymous.get(path)
     with pytest.raises(NoAuthError):
@@ -73,6 +77,7 @@ def test_digest_acl_denies_others_and_allows_owner(server, zk, clients, path):
 
     bob = clients()
     _auth(bob, BOB)
+    bob.sync(path)
     with pytest.raises(NoAuthError):
         bob.get(path)
 
@@ -80,6 +85,7 @@ def test_digest_acl_denies_others_and_allows_owner(server, zk, clients, path):
     _auth(anonymous, ALICE)
     assert anonymous.get(path)[0] == b"private"
     anonymous.set(path, b"changed")
+    zk.sync(path)
     assert zk.get(path)[0] == b"changed"
 
 
@@ -87,6 +93,7 @@ def test_auth_data_given_at_connect(clients, zk, path):
     _auth(zk, ALICE)
     zk.create(path, b"x", acl=[make_digest_acl(*ALICE, all=True)])
     other = clients(auth_data=[("digest", "%s:%s" % ALICE)])
+    other.sync(path)
     assert other.get(path)[0] == b"x"
 
 
@@ -102,6 +109,7 @@ def test_each_permission_bit(zk, clients, path):
         return p
 
     readable = node("read", {"read": True})
+    other.sync(path)
     assert other.get(readable)[0] == b"data"
     assert other.get_children(readable) == []
     with pytest.raises(NoAuthError):
@@ -110,9 +118,9 @@ def test_each_permission_bit(zk, clients, path):
         other.create(readable + "/c")
 
     writable = node("write", {"write": True})
-    other.set(writable, b"written")
+    other.set(writable, b"written")  # a write is checked in log order (ZooKeeper: on the leader)
     with pytest.raises(NoAuthError):
-        other.get(writable)
+        other.get(writable)  # after its own write, other's member knows the node
 
     creatable = node("create", {"create": True})
     other.create(creatable + "/c")
@@ -122,6 +130,7 @@ def test_each_permission_bit(zk, clients, path):
     deletable = node("delete", {"delete": True})
     zk.create(deletable + "/c", acl=[admin])
     other.delete(deletable + "/c")  # the child's own ACL does not matter
+    zk.sync(path)
     assert zk.exists(deletable + "/c") is None
 
     administrable = node("admin", {"admin": True})
@@ -136,6 +145,7 @@ def test_each_permission_bit(zk, clients, path):
 def test_read_only_world_acl(zk, clients, path):
     zk.create(path, b"ro", acl=READ_ACL_UNSAFE)
     other = clients()
+    other.sync(path)
     assert other.get(path)[0] == b"ro"
     with pytest.raises(NoAuthError):
         other.set(path, b"x")
@@ -177,6 +187,7 @@ def test_get_acls_redacts_digests_without_admin(zk, clients, path):
     _auth(zk, ALICE)
     zk.create(path, acl=[make_digest_acl(*ALICE, all=True), make_acl("world", "anyone", read=True)])
     other = clients()
+    other.sync(path)
     acls, _ = other.get_acls(path)
     assert sorted(acls) == sorted(
         [ACL(Permissions.ALL, Id("digest", "alice:x")), ACL(Permissions.READ, Id("world", "anyone"))]
@@ -185,6 +196,7 @@ def test_get_acls_redacts_digests_without_admin(zk, clients, path):
     assert ACL(Permissions.ALL, Id("digest", make_digest_acl_credential(*ALICE))) in full
 
     zk.create(path + "/closed", acl=[make_digest_acl(*ALICE, all=True)])
+    other.sync(path)
     with pytest.raises(NoAuthError):
         other.get_acls(path + "/closed")
 
@@ -195,6 +207,7 @@ def test_auth_scheme_uses_session_identity(zk, clients, path):
     acls, _ = zk.get_acls(path)
     assert acls == [ACL(Permissions.ALL, Id("digest", make_digest_acl_credential(*ALICE)))]
     other = clients()
+    other.sync(path)
     with pytest.raises(NoAuthError):
         other.get(path)
 
@@ -229,6 +242,7 @@ def test_ip_acl(zk, clients, path):
     zk.create(path + "-net", b"net", acl=[ACL(Permissions.READ, Id("ip", "127.0.0.0/8"))])
     zk.create(path + "-far", b"far", acl=[ACL(Permissions.READ, Id("ip", "10.1.2.3"))])
     other = clients()
+    other.sync(path)
     assert other.get(path)[0] == b"local"
     assert other.get(path + "-net")[0] == b"net"
     with pytest.raises(NoAuthError):

@@ -1,5 +1,6 @@
 """kazoo against ensemble: every basic operation and its results, as Apache ZooKeeper gives
-them. Each test works under its own path on the module's server, unless it needs a fresh one."""
+them. Each test works under its own path on the module's server, unless it needs a fresh one.
+A session that reads what another wrote syncs first (see compat_helpers)."""
 
 import time
 
@@ -90,6 +91,7 @@ def test_ephemeral_removed_when_session_closes(server, clients, path):
     owner = clients()
     observer = clients()
     owner.create(path, ephemeral=True)
+    observer.sync(path)
     assert observer.exists(path) is not None
     owner.stop()
     # A clean close removes ephemerals at once, not after the session timeout.
@@ -403,6 +405,7 @@ def test_chroot(server, zk, clients, path):
     rooted = clients(hosts=server.address + path)
     assert rooted.create("/x", b"in chroot") == "/x"
     assert rooted.get_children("/") == ["x"]
+    zk.sync(path)
     assert zk.get(path + "/x")[0] == b"in chroot"
     events = []
     rooted.get("/x", watch=events.append)

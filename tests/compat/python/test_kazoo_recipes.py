@@ -1,6 +1,10 @@
 """kazoo's recipes, each with several clients (separate sessions) at once and assertions on
 what the recipe promises: Lock, Semaphore, Election, Barrier, DoubleBarrier, Counter, Queue,
-LockingQueue, Party, ChildrenWatch, DataWatch and TreeCache."""
+LockingQueue, Party, ChildrenWatch, DataWatch and TreeCache.
+
+The recipes work whichever member each client is on (they only wait on watches and on their
+own writes). A test that checks, through one session, what others did syncs that session
+first (see compat_helpers); polling with wait_until needs no sync."""
 
 import queue
 import threading
@@ -88,6 +92,7 @@ def test_lock_contention_timeout_and_release_on_session_end(clients, path):
     assert lock_b.acquire(blocking=False) is False
     with pytest.raises(LockTimeout):
         lock_b.acquire(timeout=0.3)
+    a.sync(path)  # b's node, created and deleted by b
     assert lock_a.contenders() == ["a"]
 
     got = threading.Event()
@@ -97,9 +102,11 @@ def test_lock_contention_timeout_and_release_on_session_end(clients, path):
     assert not got.is_set()
     a.stop()  # the holder's session ends: its ephemeral lock node goes, b gets the lock
     assert got.wait(TIMEOUT), "b never got the lock after a's session closed"
+    c.sync(path)
     assert c.Lock(path, "c").contenders() == ["b"]
     lock_b.release()
     waiter.join(TIMEOUT)
+    c.sync(path)
     assert c.Lock(path, "c").contenders() == []
 
 
@@ -190,7 +197,9 @@ def test_barrier(clients, path):
     passed = queue.Queue()
     waiters = []
     for name in ("b1", "b2"):
-        b = clients().Barrier(path)
+        client = clients()
+        client.sync(path)  # else its member may not know the barrier yet, and it passes
+        b = client.Barrier(path)
         assert b.wait(timeout=0.2) is False  # blocked while the barrier stands
         t = threading.Thread(target=lambda b=b, name=name: passed.put((name, b.wait(TIMEOUT))), daemon=True)
         t.start()
@@ -238,6 +247,7 @@ def test_double_barrier(clients, path):
     assert left.empty(), "left before every member had left"
     leave(2)
     assert sorted(left.get(timeout=TIMEOUT) for _ in range(3)) == [0, 1, 2]
+    observer.sync(path)
     assert observer.get_children(path) == []
 
 
@@ -254,7 +264,9 @@ def test_counter_concurrent_increments(clients, path):
         return run
 
     run_threads([worker() for _ in range(n)])
-    counter = clients().Counter(path)
+    reader = clients()
+    reader.sync(path)
+    counter = reader.Counter(path)
     assert counter.value == per_client * n
     counter -= 5
     assert counter.pre_value == per_client * n
@@ -263,34 +275,43 @@ def test_counter_concurrent_increments(clients, path):
 
 
 def test_float_counter(clients, path):
-    a = clients().Counter(path, default=0.0)
+    a_client = clients()
+    a = a_client.Counter(path, default=0.0)
     b = clients().Counter(path, default=0.0)
     a += 0.5
     b += 1.25
+    a_client.sync(path)
     assert a.value == b.value == 1.75
 
 
 def test_queue_items_taken_once_in_order(clients, path):
-    producer = clients().Queue(path)
+    producer_client, consumer_client = clients(), clients()
+    producer = producer_client.Queue(path)
     for i in range(10):
         producer.put(b"p%d" % i, priority=(100 if i % 2 else 50))
-    consumer = clients().Queue(path)
+    consumer_client.sync(path)  # Queue.get takes what is there now: None if nothing
+    consumer = consumer_client.Queue(path)
     got = [consumer.get() for _ in range(10)]
     assert got == [b"p0", b"p2", b"p4", b"p6", b"p8", b"p1", b"p3", b"p5", b"p7", b"p9"]
     assert consumer.get() is None
+    producer_client.sync(path)
     assert len(producer) == 0
 
 
 def test_locking_queue_priority_order(clients, path):
-    p1, p2 = clients().LockingQueue(path), clients().LockingQueue(path)
+    p1_client = clients()
+    p1, p2 = p1_client.LockingQueue(path), clients().LockingQueue(path)
     p1.put(b"low-1", priority=900)
     p2.put(b"high-1", priority=1)
     p1.put(b"mid-1", priority=500)
     p2.put_all([b"high-2", b"high-3"], priority=1)
     p1.put(b"top", priority=0)
     p2.put(b"mid-2", priority=500)
+    p1_client.sync(path)
     assert len(p1) == 7
-    consumer = clients().LockingQueue(path)
+    consumer_client = clients()
+    consumer_client.sync(path)  # get(timeout) takes the first item it sees
+    consumer = consumer_client.LockingQueue(path)
     order = []
     while True:
         item = consumer.get(timeout=0.5)
@@ -299,11 +320,13 @@ def test_locking_queue_priority_order(clients, path):
         order.append(item)
         assert consumer.consume()
     assert order == [b"top", b"high-1", b"high-2", b"high-3", b"mid-1", b"mid-2", b"low-1"]
+    p1_client.sync(path)
     assert len(p1) == 0
 
 
 def test_locking_queue_consumed_exactly_once(clients, path):
-    producer = clients().LockingQueue(path)
+    producer_client = clients()
+    producer = producer_client.LockingQueue(path)
     items = [b"item-%02d" % i for i in range(30)]
     producer.put_all(items[:15])
     for item in items[15:]:
@@ -328,11 +351,13 @@ def test_locking_queue_consumed_exactly_once(clients, path):
 
     run_threads([worker() for _ in range(3)])
     assert sorted(consumed) == items, "items lost or consumed twice"
+    producer_client.sync(path)
     assert len(producer) == 0
 
 
 def test_locking_queue_item_returns_when_holder_dies(clients, path):
-    producer = clients().LockingQueue(path)
+    producer_client = clients()
+    producer = producer_client.LockingQueue(path)
     producer.put(b"only")
     holder_client = clients()
     holder = holder_client.LockingQueue(path)
@@ -342,6 +367,7 @@ def test_locking_queue_item_returns_when_holder_dies(clients, path):
     holder_client.stop()  # its ephemeral lock goes with the session
     assert other.get(timeout=TIMEOUT) == b"only"
     assert other.consume()
+    producer_client.sync(path)
     assert len(producer) == 0
 
 
@@ -363,9 +389,11 @@ def test_party_membership(clients, path):
     pa.join()
     pb.join()
     view = c.Party(path)
+    c.sync(path)
     assert sorted(view) == ["alpha", "beta"]
     assert len(view) == 2
     pa.leave()
+    c.sync(path)
     assert list(view) == ["beta"]
     b.stop()  # membership is ephemeral
     wait_until(lambda: len(view) == 0, timeout=TIMEOUT, message="party empty after session end")
@@ -439,6 +467,7 @@ def test_data_watch(clients, path):
 def test_tree_cache(clients, path):
     cache_client, writer = clients(), clients()
     writer.create(path + "/pre/x", b"px", makepath=True)
+    cache_client.sync(path)  # the initial load reads what the cache's member has
     events = queue.Queue()
     cache = TreeCache(cache_client, path)
     cache.listen(lambda e: events.put(e))

@@ -4,7 +4,11 @@ fired for what changed meanwhile), session takeover, and wrong credentials.
 
 The server's session timeout bounds are 4000..40000 ms and it checks sessions once per
 2000 ms tick, like ZooKeeper's defaults: a session expires between its timeout and one tick
-after it."""
+after it.
+
+A session that reads what another wrote syncs first (see compat_helpers): a client given a
+session id and password of another (`thief`) or reconnecting through the proxy (to the first
+member) may be on a member that has not applied the other's writes yet."""
 
 import queue
 import threading
@@ -67,6 +71,7 @@ def test_silent_session_expires_and_pinging_one_survives(server, clients, path):
     assert silent.create_ephemeral(path + "/silent")[1] == 0
     assert alive.create_ephemeral(path + "/alive")[1] == 0
     last_contact = time.monotonic()
+    observer.sync(path)
     assert observer.exists(path + "/silent").ephemeralOwner == silent.session_id
 
     gone = queue.Queue()
@@ -119,6 +124,7 @@ def test_cut_off_client_expires_lost_then_new_session(server, clients, proxy, pa
     old_session = zk.client_id
     zk.create(path + "/eph", b"mine", ephemeral=True)
     gone = queue.Queue()
+    observer.sync(path)
     observer.exists(path + "/eph", watch=gone.put)
 
     cut_at = time.monotonic()
@@ -139,8 +145,10 @@ def test_cut_off_client_expires_lost_then_new_session(server, clients, proxy, pa
     kinds = states.kazoo_states()
     assert kinds.index(KazooState.SUSPENDED) < kinds.index(KazooState.LOST)
     assert zk.client_id[0] != old_session[0]
+    zk.sync(path)
     assert zk.exists(path + "/eph") is None
     zk.create(path + "/eph", b"again", ephemeral=True)
+    observer.sync(path)
     assert observer.exists(path + "/eph").ephemeralOwner == zk.client_id[0]
 
     assert observer.client_id == observer_session
@@ -171,7 +179,9 @@ def test_reconnect_keeps_session_and_ephemerals(server, clients, proxy, path):
 
     assert zk.client_id == session
     assert KazooState.LOST not in states.kazoo_states()
+    direct.sync(path)
     assert direct.exists(path + "/eph").ephemeralOwner == session[0]
+    zk.sync(path)
     assert zk.get(path + "/data")[0] == b"1"
     # The resumed session works as before: its ephemerals are its own, its watches fire.
     watch = queue.Queue()
@@ -179,6 +189,7 @@ def test_reconnect_keeps_session_and_ephemerals(server, clients, proxy, path):
     direct.set(path + "/eph", b"touched")
     assert watch.get(timeout=5).type == EventType.CHANGED
     zk.delete(path + "/eph")
+    direct.sync(path)
     assert direct.exists(path + "/eph") is None
 
 
@@ -198,6 +209,9 @@ def test_set_watches_fires_for_changes_since_relative_zxid(server, clients, path
 
     raw = RawSession(server.host, server.port, 10000)
     try:
+        # A client reconnecting with SetWatches has seen its last zxid on the member it
+        # connects to (ZooKeeper refuses it otherwise); the raw session syncs instead.
+        raw.sync(path)
         err = raw.set_watches(
             last_seen,
             data=[path + "/data", path + "/untouched", path + "/deleted"],
@@ -255,6 +269,7 @@ def test_session_takeover_then_close(server, clients, proxy, path):
     thief.start(timeout=10)
     try:
         assert thief.client_id[0] == session_id
+        thief.sync(path)  # a new client object: it sent no last zxid seen
         assert thief.exists(path + "/eph").ephemeralOwner == session_id
         closed_at = time.monotonic()
         thief.stop()  # closes the session, for both

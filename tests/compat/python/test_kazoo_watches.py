@@ -4,7 +4,11 @@ sessions, by transactions and by ephemeral cleanup.
 
 "No further event" is checked without sleeping: kazoo delivers a session's watch events in
 order on one thread, so once a later watch's event has arrived, any event an earlier change
-would have caused has arrived too."""
+would have caused has arrived too.
+
+A session that sets a watch on what another session wrote syncs first: its member may not
+have applied the write yet, and the watch would then be set on the older state (an exists
+watch on a node not there yet fires CREATED, not CHANGED). See compat_helpers."""
 
 import queue
 
@@ -162,6 +166,7 @@ def test_watches_of_several_sessions_fire(clients, path):
     a.create(path)
     wa, wb = Recorder(), Recorder()
     a.get(path, watch=wa)
+    b.sync(path)
     b.exists(path, watch=wb)
     c.set(path, b"x")
     assert wa.next().type == EventType.CHANGED
@@ -215,6 +220,7 @@ def test_ephemeral_cleanup_fires_watches(zk, clients, path):
     owner = clients()
     owner.create(path + "/eph", ephemeral=True)
     gone, children = Recorder(), Recorder()
+    zk.sync(path)
     zk.exists(path + "/eph", watch=gone)
     zk.get_children(path, watch=children)
     owner.stop()

@@ -22,6 +22,15 @@ def raw(server):
     session.close()
 
 
+@pytest.fixture
+def zk(clients, server):
+    """The kazoo client that writes, on the raw session's member (the first): these tests are
+    about the order in which one member sends replies and events. A member acknowledges a
+    write once it has applied it, so its other sessions see the write (and its events) from
+    then on; a session on another member would have to sync first (see compat_helpers)."""
+    return clients(hosts="%s:%d" % (server.host, server.port))
+
+
 class Unknown:
     type = 77
 

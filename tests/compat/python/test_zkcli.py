@@ -1,6 +1,10 @@
 """Apache ZooKeeper's own CLI (Debian's zkCli.sh, 3.8) against ensemble: commands given as
 arguments or piped in, their output as zkCli prints it, and their effects checked with kazoo.
-The expected texts are what zkCli prints against Apache ZooKeeper 3.8."""
+The expected texts are what zkCli prints against Apache ZooKeeper 3.8.
+
+zkCli is given every member and picks one, which may not have applied what kazoo just wrote:
+a piped session syncs first (`script`), a single command runs after `sync_members`; kazoo
+syncs before reading what zkCli wrote (see compat_helpers)."""
 
 import re
 
@@ -8,7 +12,7 @@ import pytest
 from kazoo.protocol.states import EventType
 from kazoo.security import READ_ACL_UNSAFE, make_digest_acl
 
-from compat_helpers import zkcli
+from compat_helpers import sync_members, wait_until, zkcli
 
 NOISE = {
     "Welcome to ZooKeeper!",
@@ -31,11 +35,14 @@ def cli(server, *args):
 
 
 def script(server, *commands):
-    """Several commands in one session, piped to stdin; returns the meaningful lines. (The
-    exit code is that of the last command, so it is not checked here.)"""
-    _, out = zkcli(server, stdin="\n".join(list(commands) + ["quit"]) + "\n")
+    """Several commands in one session, piped to stdin, after a `sync /` (its "Sync is OK"
+    left out); returns the meaningful lines. (The exit code is that of the last command, so
+    it is not checked here.)"""
+    _, out = zkcli(server, stdin="\n".join(["sync /"] + list(commands) + ["quit"]) + "\n")
     assert "Connecting to" in out and "WatchedEvent state:SyncConnected" in out, out
-    return body(out)
+    lines = body(out)
+    assert lines[:1] == ["Sync is OK"], out
+    return lines[1:]
 
 
 def parse_stat(lines):
@@ -71,8 +78,10 @@ def node(path):
 def test_create_and_get_as_arguments(server, zk, node):
     zk.ensure_path("/zkcli")
     assert cli(server, "create", node, "hello") == (0, ["Created " + node])
+    zk.sync(node)
     assert zk.get(node)[0] == b"hello"
     zk.set(node, b"from kazoo")
+    sync_members(server, node)
     assert cli(server, "get", node) == (0, ["from kazoo"])
 
 
@@ -110,12 +119,14 @@ def test_create_variants(server, zk, node):
     ]
     owner = parse_stat(out[8:])["ephemeralOwner"]
     assert owner != "0x0"
+    zk.sync(node)
     assert zk.get(node + "/first")[0] == b"1"
     assert zk.exists(node + "/no") is None
     data, stat = zk.get(node + "/null")
     assert not data and stat.dataLength == 0
     assert zk.get(node + "/s-0000000003")[0] == b"b"
-    assert created and created[0].type == EventType.CREATED
+    wait_until(lambda: created, timeout=5, message="the exists watch's event")
+    assert created[0].type == EventType.CREATED
     # zkCli closed its session on quit: its ephemerals went with it.
     assert sorted(zk.get_children(node)) == ["first", "null", "s-0000000002", "s-0000000003"]
 
@@ -148,6 +159,7 @@ def test_get_set_stat(server, zk, node):
         "v3",
         "Node does not exist: %s/missing" % node,
     ]
+    zk.sync(node)
     after = zk.exists(node)
     assert after.version == 4
     assert zk.get(node)[0] == b"v4"
@@ -202,13 +214,16 @@ def test_delete(server, zk, node):
     assert len(out) == 3 + 11
     assert parse_stat(out[3:])["numChildren"] == "0"
     assert parse_stat(out[3:])["dataVersion"] == "1"
+    zk.sync(node)
     assert zk.exists(node) is None
 
 
 def test_deleteall(server, zk, node):
     for child in ("a/b/c", "a/d", "e"):
         zk.create(node + "/" + child, makepath=True)
+    sync_members(server, node)  # deleteall lists the children before it deletes them
     assert cli(server, "deleteall", node) == (0, [])
+    zk.sync(node)
     assert zk.exists(node) is None
     assert zk.exists("/zkcli") is not None
 
@@ -242,6 +257,7 @@ def test_acl_commands(server, zk, clients, node):
         "Insufficient permission : " + node,
     ]
     anonymous = clients()
+    anonymous.sync(node)
     assert anonymous.get(node)[0] == b"secret"
     assert anonymous.get_acls(node)[0] == READ_ACL_UNSAFE
 
@@ -256,6 +272,7 @@ def test_watch_event_printed(server, zk, node):
     assert out[0] == "0"
     assert sorted(out[1:3]) == sorted([data_event, "[]"])
     assert sorted(out[3:]) == sorted([child_event, "Created %s/kid" % node])
+    zk.sync(node)
     assert zk.get(node)[0] == b"1"
 
 
