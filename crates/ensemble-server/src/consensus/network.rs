@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
@@ -35,6 +36,23 @@ pub(crate) struct RaftPeer {
     peer: Arc<Peer>,
 }
 
+/// The least time an append that carries entries is given. openraft allows every append one
+/// heartbeat interval, right for a heartbeat but not for a batch of large entries that the
+/// follower must also write to disk: a batch that cannot make it in time is sent again whole,
+/// times out again, and never commits. A follower that is gone still fails fast (its
+/// connection closes), and heartbeats keep their own short limit.
+pub(crate) const APPEND_WITH_ENTRIES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The time limit of an append: `ttl` for a heartbeat, at least
+/// [`APPEND_WITH_ENTRIES_TIMEOUT`] when it carries entries.
+fn append_timeout(entries: usize, ttl: Duration) -> Duration {
+    if entries == 0 {
+        ttl
+    } else {
+        ttl.max(APPEND_WITH_ENTRIES_TIMEOUT)
+    }
+}
+
 fn rpc_error(e: CallError) -> RPCError<C> {
     match e {
         CallError::Unreachable(..) => RPCError::Unreachable(Unreachable::new(&e)),
@@ -58,9 +76,10 @@ impl RaftNetworkV2<C> for RaftPeer {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let timeout = append_timeout(rpc.entries.len(), option.hard_ttl());
         match self
             .peer
-            .call(Request::Append(rpc), option.hard_ttl())
+            .call(Request::Append(rpc), timeout)
             .await
             .map_err(rpc_error)?
         {
@@ -121,5 +140,19 @@ impl RaftNetworkV2<C> for RaftPeer {
             Response::TransferLeader(r) => Ok(r),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_appends_with_entries_get_the_longer_limit() {
+        let heartbeat = Duration::from_millis(50);
+        assert_eq!(append_timeout(0, heartbeat), heartbeat);
+        assert_eq!(append_timeout(1, heartbeat), APPEND_WITH_ENTRIES_TIMEOUT);
+        let long = APPEND_WITH_ENTRIES_TIMEOUT * 2;
+        assert_eq!(append_timeout(3, long), long);
     }
 }
