@@ -41,7 +41,11 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
-/** Curator 5 recipes, each with two or more clients (separate sessions). */
+/**
+ * Curator 5 recipes, each with two or more clients (separate sessions). The recipes work whichever
+ * member each client is on; a test that checks through one client what others did syncs it first
+ * ({@link #sync}; see {@link Zk}).
+ */
 class CuratorRecipesTest {
 
     @RegisterExtension
@@ -61,6 +65,11 @@ class CuratorRecipesTest {
         for (CuratorFramework client : clients) {
             client.close();
         }
+    }
+
+    /** ZooKeeper's sync on the client's session, waited for (Curator's own sync() is asynchronous). */
+    private static void sync(CuratorFramework client) throws Exception {
+        Zk.sync(client.getZookeeperClient().getZooKeeper());
     }
 
     private CuratorFramework client() throws InterruptedException {
@@ -126,6 +135,7 @@ class CuratorRecipesTest {
         }
         assertEquals(1, maxHolders.get(), "at most one holder at a time");
         assertEquals(4 * rounds, counter[0], "no lost update");
+        sync(c1);
         assertEquals(List.of(), c1.getChildren().forPath("/locks/counter"), "no lock nodes left");
     }
 
@@ -139,6 +149,9 @@ class CuratorRecipesTest {
         }
         try {
             LeaderLatch first = awaitSingleLeader(latches);
+            for (CuratorFramework c : clients) {
+                sync(c);
+            }
             for (LeaderLatch l : latches) {
                 assertEquals(first.getId(), l.getLeader().getId(), l.getId() + "'s view of the leader");
             }
@@ -146,6 +159,9 @@ class CuratorRecipesTest {
             List<LeaderLatch> rest = latches.stream().filter(l -> l != first).collect(Collectors.toList());
             LeaderLatch second = awaitSingleLeader(rest);
             assertTrue(second != first);
+            for (CuratorFramework c : clients) {
+                sync(c);
+            }
             for (LeaderLatch l : rest) {
                 assertEquals(second.getId(), l.getLeader().getId(), l.getId() + "'s view of the leader");
             }
@@ -226,9 +242,11 @@ class CuratorRecipesTest {
     @Test
     void distributedBarrierBlocksUntilRemoved() throws Exception {
         DistributedBarrier owner = new DistributedBarrier(client(), "/barrier");
-        DistributedBarrier other = new DistributedBarrier(client(), "/barrier");
+        CuratorFramework otherClient = client();
+        DistributedBarrier other = new DistributedBarrier(otherClient, "/barrier");
         assertTrue(other.waitOnBarrier(1, TimeUnit.SECONDS), "no barrier set: no wait");
         owner.setBarrier();
+        sync(otherClient); // else its member may not know the barrier yet, and it passes
         assertFalse(other.waitOnBarrier(300, TimeUnit.MILLISECONDS), "a set barrier blocks");
         Future<Boolean> waiting = executor.submit(() -> other.waitOnBarrier(20, TimeUnit.SECONDS));
         Thread.sleep(300);
@@ -243,6 +261,7 @@ class CuratorRecipesTest {
         CuratorFramework writer = client();
         writer.create().forPath("/cache", "root".getBytes(UTF_8));
         writer.create().forPath("/cache/pre", "p".getBytes(UTF_8));
+        sync(reader); // the initial load reads what the reader's member has
         LinkedBlockingQueue<String> events = new LinkedBlockingQueue<>();
         CuratorCacheListener listener = CuratorCacheListener.builder()
                 .forCreates(n -> events.add("create " + n.getPath() + " " + text(n)))

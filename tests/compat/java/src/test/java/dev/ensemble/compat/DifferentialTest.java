@@ -52,8 +52,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  *       absolute values differ (ZooKeeper also spends zxids on sessions and failed writes);</li>
  *   <li>the watch events (type and path) each session received, in order. An event for a change
  *       is delivered before the reply to any later request of the same session, so after each
- *       step every session makes an async round trip (its callback runs on the client's event
- *       thread after all earlier events) and its queue is drained. A session close deletes its
+ *       step every session syncs (the sync's reply comes once its member has applied the step's
+ *       writes, wherever they were made, and its callback runs on the client's event thread after
+ *       all earlier events) and its queue is drained. A session close deletes its
  *       ephemerals in one transaction in an unspecified order, so those events are compared
  *       sorted.</li>
  * </ul>
@@ -102,7 +103,7 @@ class DifferentialTest {
                 Result actual = subject.run(step);
                 String divergence = expected.compare(actual);
                 if (divergence != null) {
-                    // Events that came late (after the round trip) are worth knowing about.
+                    // Events that came late (after the sync) are worth knowing about.
                     Thread.sleep(500);
                     String lateReference = reference.lateEvents();
                     String lateSubject = subject.lateEvents();
@@ -263,13 +264,18 @@ class DifferentialTest {
             return new Result(outcome, seen, new LinkedHashMap<>(created));
         }
 
-        /** Events session {@code slot} has received, after a round trip on it. */
+        /**
+         * Events session {@code slot} has received, after a sync on it: its reply comes once the
+         * session's member has applied every write acknowledged before (with several members, it
+         * may lag behind the member that took the step's write) and after the events they fired.
+         * It also lets the next step's reads on any session see this step's writes.
+         */
         List<String> drain(int slot) throws InterruptedException {
             CountDownLatch done = new CountDownLatch(1);
-            sessions[slot].exists("/", false, (rc, path, ctx, stat) -> done.countDown(), null);
+            sessions[slot].sync("/", (rc, path, ctx) -> done.countDown(), null);
             List<String> got = new ArrayList<>();
             if (!done.await(Zk.SESSION_TIMEOUT_MS, TimeUnit.MILLISECONDS)) {
-                got.add("<no reply to the round trip within " + Zk.SESSION_TIMEOUT_MS + " ms>");
+                got.add("<no reply to the sync within " + Zk.SESSION_TIMEOUT_MS + " ms>");
             }
             got.addAll(events[slot].drain());
             return got;

@@ -14,17 +14,20 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * A loopback TCP proxy in front of the server, to take a client's connection away without the
  * client closing its session: {@link #cut()} drops every proxied connection and refuses new ones
  * until {@link #restore()}. The client sees Disconnected, the server sees a silent session that it
- * keeps until the session timeout.
+ * keeps until the session timeout. Given a connection string of several members, it proxies to
+ * the first ({@link #target()}).
  */
 final class TcpProxy implements AutoCloseable {
 
     private final ServerSocket listener;
     private final InetSocketAddress target;
+    private final String targetHostPort;
     private final List<Socket> sockets = new CopyOnWriteArrayList<>();
     private volatile boolean cut;
     private volatile boolean closed;
 
-    TcpProxy(String targetHostPort) throws IOException {
+    TcpProxy(String connectString) throws IOException {
+        targetHostPort = Zk.firstMember(connectString);
         int colon = targetHostPort.lastIndexOf(':');
         target = new InetSocketAddress(targetHostPort.substring(0, colon),
                 Integer.parseInt(targetHostPort.substring(colon + 1)));
@@ -32,6 +35,11 @@ final class TcpProxy implements AutoCloseable {
         Thread acceptor = new Thread(this::acceptLoop, "proxy-accept-" + listener.getLocalPort());
         acceptor.setDaemon(true);
         acceptor.start();
+    }
+
+    /** The {@code host:port} of the member behind the proxy. */
+    String target() {
+        return targetHostPort;
     }
 
     /** The proxy's {@code host:port}, for clients. */

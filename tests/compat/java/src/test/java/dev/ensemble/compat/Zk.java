@@ -7,11 +7,14 @@ import static org.junit.jupiter.api.Assertions.fail;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.function.BooleanSupplier;
 import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.KeeperException.Code;
 import org.apache.zookeeper.WatchedEvent;
 import org.apache.zookeeper.Watcher;
 import org.apache.zookeeper.Watcher.Event.EventType;
@@ -19,7 +22,14 @@ import org.apache.zookeeper.Watcher.Event.KeeperState;
 import org.apache.zookeeper.ZooKeeper;
 import org.apache.zookeeper.data.Stat;
 
-/** Small helpers around the plain ZooKeeper client. */
+/**
+ * Small helpers around the plain ZooKeeper client.
+ *
+ * <p>With several members (COMPAT_MEMBERS) a session reads from the member it is connected to,
+ * which may not have applied what another session just wrote: ZooKeeper promises each session its
+ * own order, not read-after-write across sessions. So a test that reads (or sets a watch on) what
+ * another session wrote first calls {@link #sync}, as a correct ZooKeeper application must.
+ */
 final class Zk {
 
     static final int SESSION_TIMEOUT_MS = 10_000;
@@ -28,6 +38,39 @@ final class Zk {
     static final long EVENT_TIMEOUT_MS = 5_000;
 
     private Zk() {
+    }
+
+    /**
+     * ZooKeeper's sync, waited for: afterwards {@code zk}'s member has applied every write
+     * acknowledged (to any session) before the call, and {@code zk} has received the watch events
+     * those writes fire.
+     */
+    static void sync(ZooKeeper zk) throws InterruptedException {
+        CompletableFuture<Integer> done = new CompletableFuture<>();
+        zk.sync("/", (rc, path, ctx) -> done.complete(rc), null);
+        try {
+            assertEquals(Code.OK, Code.get(done.get(CONNECT_TIMEOUT_MS, TimeUnit.MILLISECONDS)), "sync");
+        } catch (ExecutionException | java.util.concurrent.TimeoutException e) {
+            fail("no answer to sync within " + CONNECT_TIMEOUT_MS + " ms", e);
+        }
+    }
+
+    /**
+     * Syncs one member through a client connected to it alone, for a session that cannot sync
+     * itself first (one that reconnects to that member and re-registers its watches).
+     */
+    static void syncMember(String hostPort) throws IOException, InterruptedException {
+        ZooKeeper zk = connect(hostPort);
+        try {
+            sync(zk);
+        } finally {
+            zk.close();
+        }
+    }
+
+    /** The first {@code host:port} of a connection string. */
+    static String firstMember(String connectString) {
+        return connectString.split(",", 2)[0];
     }
 
     static ZooKeeper connect(String connectString) throws IOException, InterruptedException {

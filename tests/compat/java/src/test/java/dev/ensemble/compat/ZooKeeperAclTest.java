@@ -65,6 +65,7 @@ class ZooKeeperAclTest {
         alice.create("/secret", "s".getBytes(UTF_8), Ids.CREATOR_ALL_ACL, CreateMode.PERSISTENT);
         assertEquals(acls(new ACL(Perms.ALL, digest("alice:secret"))), alice.getACL("/secret", new Stat()));
 
+        Zk.sync(anonymous); // it reads what alice wrote: see Zk
         assertCode(Code.NOAUTH, () -> anonymous.getData("/secret", false, null));
         assertCode(Code.NOAUTH, () -> anonymous.setData("/secret", new byte[1], -1));
         assertCode(Code.NOAUTH, () -> anonymous.getChildren("/secret", false));
@@ -76,8 +77,10 @@ class ZooKeeperAclTest {
         ZooKeeper right = Zk.connect(server.connectString());
         try {
             wrong.addAuthInfo("digest", "alice:wrong".getBytes(UTF_8));
+            Zk.sync(wrong);
             assertCode(Code.NOAUTH, () -> wrong.getData("/secret", false, null));
             right.addAuthInfo("digest", "alice:secret".getBytes(UTF_8));
+            Zk.sync(right);
             assertArrayEquals("s".getBytes(UTF_8), right.getData("/secret", false, null));
             right.setData("/secret", "t".getBytes(UTF_8), 0);
         } finally {
@@ -90,6 +93,7 @@ class ZooKeeperAclTest {
     void existsAndGetAclNeedReadPermission() throws Exception {
         // ZooKeeper 3.9 checks READ for exists (on a node that exists) and READ or ADMIN for getACL.
         alice.create("/hidden", null, Ids.CREATOR_ALL_ACL, CreateMode.PERSISTENT);
+        Zk.sync(anonymous);
         assertCode(Code.NOAUTH, () -> anonymous.exists("/hidden", false));
         assertCode(Code.NOAUTH, () -> anonymous.getACL("/hidden", new Stat()));
         assertNotNull(alice.exists("/hidden", false));
@@ -109,6 +113,7 @@ class ZooKeeperAclTest {
         ZooKeeper bobClient = Zk.connect(server.connectString());
         try {
             bobClient.addAuthInfo("digest", "bob:pw".getBytes(UTF_8));
+            Zk.sync(bobClient);
             assertArrayEquals("v".getBytes(UTF_8), bobClient.getData("/shared", false, null));
             assertCode(Code.NOAUTH, () -> bobClient.setData("/shared", new byte[1], -1));
             // READ without ADMIN: getACL answers with digest hashes redacted.
@@ -139,6 +144,7 @@ class ZooKeeperAclTest {
         alice.create("/del", null, OPEN, CreateMode.PERSISTENT);
         alice.create("/del/child", null, OPEN, CreateMode.PERSISTENT);
         alice.setACL("/del", acls(new ACL(Perms.DELETE, Ids.ANYONE_ID_UNSAFE)), -1);
+        Zk.sync(anonymous);
         assertCode(Code.NOAUTH, () -> anonymous.getData("/del", false, null));
         assertCode(Code.NOAUTH, () -> anonymous.create("/del/other", null, OPEN, CreateMode.PERSISTENT));
         anonymous.delete("/del/child", -1);
@@ -159,10 +165,11 @@ class ZooKeeperAclTest {
     @Test
     void ipAclsMatchTheClientAddress() throws Exception {
         alice.create("/local", null, acls(new ACL(Perms.ALL, new Id("ip", "127.0.0.1"))), CreateMode.PERSISTENT);
-        anonymous.getData("/local", false, null);
         alice.create("/subnet", null, acls(new ACL(Perms.ALL, new Id("ip", "127.0.0.0/8"))), CreateMode.PERSISTENT);
-        anonymous.getData("/subnet", false, null);
         alice.create("/elsewhere", null, acls(new ACL(Perms.ALL, new Id("ip", "10.1.2.3"))), CreateMode.PERSISTENT);
+        Zk.sync(anonymous);
+        anonymous.getData("/local", false, null);
+        anonymous.getData("/subnet", false, null);
         assertCode(Code.NOAUTH, () -> anonymous.getData("/elsewhere", false, null));
     }
 

@@ -60,6 +60,9 @@ class ZooKeeperConcurrencyTest {
     void compareAndSetWithVersionsLosesNoUpdate() throws Exception {
         ZooKeeper first = sessions.get(0);
         first.create("/counter", ByteBuffer.allocate(8).putLong(0).array(), Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        for (ZooKeeper zk : sessions) {
+            Zk.sync(zk); // each reads the counter first session created: see Zk
+        }
         int perSession = 25;
         List<Future<Integer>> workers = new ArrayList<>();
         for (ZooKeeper zk : sessions) {
@@ -82,6 +85,7 @@ class ZooKeeperConcurrencyTest {
             w.get(60, TimeUnit.SECONDS);
         }
         Stat stat = new Stat();
+        Zk.sync(first);
         long value = ByteBuffer.wrap(first.getData("/counter", false, stat)).getLong();
         assertEquals(sessions.size() * perSession, value, "every successful conditional setData counted once");
         assertEquals(sessions.size() * perSession, stat.getVersion(), "one version per successful setData");
@@ -113,6 +117,7 @@ class ZooKeeperConcurrencyTest {
         }
         assertEquals(expected, new TreeSet<>(created));
         assertEquals(total, created.size());
+        Zk.sync(sessions.get(0));
         assertEquals(total, sessions.get(0).getChildren("/q", false).size());
     }
 

@@ -217,8 +217,10 @@ class ZooKeeperOpsTest {
         ZooKeeper other = Zk.connect(server.connectString());
         try {
             assertNotEquals(zk.getSessionId(), other.getSessionId());
+            Zk.sync(other); // another session: see Zk
             assertEquals(zk.getSessionId(), Zk.stat(other, "/e").getEphemeralOwner());
             other.delete("/e", 0); // any session may delete it
+            Zk.sync(zk);
             assertNull(zk.exists("/e", false));
         } finally {
             other.close();
@@ -226,6 +228,7 @@ class ZooKeeperOpsTest {
         zk.close();
         ZooKeeper again = Zk.connect(server.connectString());
         try {
+            Zk.sync(again);
             assertNull(again.exists(seq, false), "ephemerals go when their session closes");
             assertEquals(List.of(), again.getChildren("/p", false));
         } finally {
@@ -421,12 +424,14 @@ class ZooKeeperOpsTest {
             assertNull(chrooted.exists("/x", true));
             assertEquals("/x", chrooted.create("/x", null, OPEN, CreateMode.PERSISTENT));
             events.expect(org.apache.zookeeper.Watcher.Event.EventType.NodeCreated, "/x");
+            Zk.sync(zk); // another session: see Zk
             assertNotNull(zk.exists("/app/x", false));
             assertEquals("/s-0000000001", chrooted.create("/s-", null, OPEN, CreateMode.PERSISTENT_SEQUENTIAL));
             assertEquals(sorted("s-0000000001", "x"), sorted(chrooted.getChildren("/", false)));
             // (The 3.9 client does not strip the chroot from multi's CreateResult paths, so
             // only the node itself is checked.)
             chrooted.multi(List.of(org.apache.zookeeper.Op.create("/m-", null, OPEN, CreateMode.PERSISTENT_SEQUENTIAL)));
+            Zk.sync(zk);
             assertNotNull(zk.exists("/app/m-0000000002", false));
             chrooted.create("/eph", null, OPEN, CreateMode.EPHEMERAL);
             // The client does not strip the chroot from getEphemerals' answer either.

@@ -26,7 +26,8 @@ import org.junit.jupiter.api.extension.RegisterExtension;
 /**
  * Sessions: close and expiry remove ephemerals, timeouts are negotiated within the server's
  * bounds (ensemble local: tickTime 2000 ms, so 4000..40000 ms), sessions resume by id and
- * password, a wrong password is an expired session.
+ * password, a wrong password is an expired session. A session that reads what another wrote
+ * syncs first ({@link Zk#sync}).
  */
 class ZooKeeperSessionTest {
 
@@ -61,6 +62,7 @@ class ZooKeeperSessionTest {
         owner.create("/p/e1", null, OPEN, CreateMode.EPHEMERAL);
         String seq = owner.create("/p/s-", null, OPEN, CreateMode.EPHEMERAL_SEQUENTIAL);
         owner.create("/p/kept", null, OPEN, CreateMode.PERSISTENT);
+        Zk.sync(watcher);
         assertNotNull(watcher.exists("/eph", true));
         watcher.getData(seq, true, null);
         watcher.getChildren("/p", true);
@@ -99,6 +101,7 @@ class ZooKeeperSessionTest {
             // The client only pings (every third of the timeout) for 1.5 timeouts.
             Thread.sleep(MIN_TIMEOUT_MS * 3L / 2);
             assertEquals(ZooKeeper.States.CONNECTED, idle.getState());
+            Zk.sync(watcher);
             assertNotNull(watcher.exists("/idle", false), "an idle but pinging session keeps its ephemerals");
             idle.setData("/idle", new byte[1], 0);
             assertEquals(List.of(KeeperState.SyncConnected), events.drainStates(), "connection states of the idle session");
@@ -115,6 +118,7 @@ class ZooKeeperSessionTest {
             try {
                 assertEquals(MIN_TIMEOUT_MS, owner.getSessionTimeout());
                 owner.create("/exp", null, OPEN, CreateMode.EPHEMERAL);
+                Zk.sync(watcher);
                 assertNotNull(watcher.exists("/exp", true));
 
                 long cutAt = System.nanoTime();
@@ -157,6 +161,7 @@ class ZooKeeperSessionTest {
             try {
                 events.expectState(KeeperState.SyncConnected, Zk.CONNECT_TIMEOUT_MS);
                 assertEquals(id, resumed.getSessionId());
+                Zk.sync(resumed); // a new handle: it has seen no zxid of the session
                 assertEquals(id, Zk.stat(resumed, "/mine").getEphemeralOwner());
                 resumed.create("/mine2", null, OPEN, CreateMode.EPHEMERAL);
                 assertEquals(new TreeSet<>(Set.of("/mine", "/mine2")), new TreeSet<>(resumed.getEphemerals()));
@@ -164,6 +169,7 @@ class ZooKeeperSessionTest {
                 resumed.close();
                 first.close();
             }
+            Zk.sync(watcher);
             assertNull(watcher.exists("/mine", false), "closing the resumed session removes its ephemerals");
             assertNull(watcher.exists("/mine2", false));
         }
@@ -183,6 +189,7 @@ class ZooKeeperSessionTest {
             } finally {
                 impostor.close();
             }
+            Zk.sync(watcher);
             assertNotNull(watcher.exists("/kept", false), "a failed resume leaves the real session alone");
             assertEquals(owner.getSessionId(), Zk.stat(watcher, "/kept").getEphemeralOwner());
             // ZooKeeper drops the real owner's connection when the impostor shows up (before it

@@ -35,7 +35,8 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * Watches: one-shot data, exists and child watches, persistent and persistent-recursive watches
  * (addWatch), removeWatches, ordering, and re-registration after a reconnect (setWatches).
  * {@code zk} watches (its default watcher is {@code events}); {@code writer}, another session,
- * makes the changes.
+ * makes the changes. A session that sets a watch on what {@code writer} created syncs first
+ * ({@link Zk#sync}): its member may not have the node yet.
  */
 class ZooKeeperWatchTest {
 
@@ -69,6 +70,7 @@ class ZooKeeperWatchTest {
     @Test
     void dataWatchFiresOnceOnChange() throws Exception {
         writer.create("/w", "0".getBytes(UTF_8), OPEN, CreateMode.PERSISTENT);
+        Zk.sync(zk);
         zk.getData("/w", true, null);
         writer.setData("/w", "1".getBytes(UTF_8), -1);
         events.expect(NodeDataChanged, "/w");
@@ -80,6 +82,7 @@ class ZooKeeperWatchTest {
     @Test
     void dataWatchFiresOnDelete() throws Exception {
         writer.create("/w", null, OPEN, CreateMode.PERSISTENT);
+        Zk.sync(zk);
         zk.getData("/w", true, null);
         writer.delete("/w", -1);
         events.expect(NodeDeleted, "/w");
@@ -98,6 +101,7 @@ class ZooKeeperWatchTest {
     @Test
     void existsWatchOnExistingNodeFiresOnChangeAndDelete() throws Exception {
         writer.create("/x", null, OPEN, CreateMode.PERSISTENT);
+        Zk.sync(zk);
         assertNotNull(zk.exists("/x", true));
         writer.setData("/x", new byte[1], -1);
         events.expect(NodeDataChanged, "/x");
@@ -110,6 +114,7 @@ class ZooKeeperWatchTest {
     @Test
     void childWatchFiresOnChildCreateAndDeleteOnly() throws Exception {
         writer.create("/p", null, OPEN, CreateMode.PERSISTENT);
+        Zk.sync(zk);
         assertEquals(List.of(), zk.getChildren("/p", true));
         writer.setData("/p", new byte[1], -1); // data changes don't fire child watches
         writer.create("/p/a", null, OPEN, CreateMode.PERSISTENT);
@@ -172,6 +177,8 @@ class ZooKeeperWatchTest {
         try {
             Zk.Events a = new Zk.Events("watcher a");
             Zk.Events b = new Zk.Events("watcher b");
+            Zk.sync(zk);
+            Zk.sync(other);
             zk.getData("/shared", a, null);
             zk.exists("/shared", b);
             zk.getData("/shared", true, null);
@@ -195,6 +202,9 @@ class ZooKeeperWatchTest {
     void eventsArriveInTheOrderOfTheUpdates() throws Exception {
         for (String p : List.of("/o1", "/o2", "/o3", "/o4")) {
             writer.create(p, null, OPEN, CreateMode.PERSISTENT);
+        }
+        Zk.sync(zk);
+        for (String p : List.of("/o1", "/o2", "/o3", "/o4")) {
             zk.exists(p, true);
         }
         writer.delete("/o3", -1);
@@ -294,6 +304,7 @@ class ZooKeeperWatchTest {
         writer.create("/n", null, OPEN, CreateMode.PERSISTENT);
         Zk.Events data = new Zk.Events("data watcher");
         Zk.Events child = new Zk.Events("child watcher");
+        Zk.sync(zk);
         zk.getData("/n", data, null);
         zk.getChildren("/n", child);
         zk.removeWatches("/n", data, WatcherType.Data, false);
@@ -327,6 +338,7 @@ class ZooKeeperWatchTest {
         Zk.Events never = new Zk.Events("never registered");
         Zk.assertCode(Code.NOWATCHER, () -> zk.removeWatches("/nw", never, WatcherType.Any, false));
         Zk.assertCode(Code.NOWATCHER, () -> zk.removeAllWatches("/nw", WatcherType.Data, false));
+        Zk.sync(zk);
         zk.getData("/nw", never, null);
         Zk.assertCode(Code.NOWATCHER, () -> zk.removeWatches("/nw", never, WatcherType.Children, false));
     }
@@ -341,6 +353,7 @@ class ZooKeeperWatchTest {
         try (TcpProxy proxy = new TcpProxy(server.connectString())) {
             ZooKeeper client = Zk.connect(proxy.connectString(), proxied);
             try {
+                Zk.sync(client);
                 client.getData("/sw", true, null);
                 assertNull(client.exists("/sw-missing", true));
                 client.getChildren("/sw", true);
@@ -356,6 +369,10 @@ class ZooKeeperWatchTest {
                 writer.create("/sw/child", null, OPEN, CreateMode.PERSISTENT);
                 writer.delete("/gone", -1);
                 writer.create("/pr/missed", null, OPEN, CreateMode.PERSISTENT);
+                // The client comes back to the proxy's member: it must have applied these, or
+                // their events would come as it applies them rather than at the reconnection
+                // (the persistent watch would fire for /pr/missed then).
+                Zk.syncMember(proxy.target());
                 proxy.restore();
                 proxied.expectState(KeeperState.SyncConnected, 15_000);
 
