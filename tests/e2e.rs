@@ -448,7 +448,7 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
     );
 
     let writer = zk::Writer::start(&address, "/grow");
-    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "5"]);
+    cc.scale(5);
     let status = cc.wait_available(5).await;
     assert_one_leader(&status, 5);
     zk::check_writes(&address, "/grow", "scaling 3 → 5", writer);
@@ -464,16 +464,7 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
         .spec
         .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
         .expect("the member image");
-    bed().kubectl(&[
-        "patch",
-        "cc/zk",
-        "-n",
-        &ns.name,
-        "--type",
-        "merge",
-        "-p",
-        &format!(r#"{{"spec":{{"image":"{image}-next"}}}}"#),
-    ]);
+    cc.patch_spec(&format!(r#"{{"image":"{image}-next"}}"#));
     cc.wait_new_revision(before).await;
     cc.wait_rolled().await;
     let status = cc.wait_available(5).await;
@@ -486,7 +477,7 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
     );
 
     let writer = zk::Writer::start(&address, "/shrink");
-    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "3"]);
+    cc.scale(3);
     let status = cc.wait_available(3).await;
     assert_one_leader(&status, 3);
     for gone in ["pod/zk-3", "pod/zk-4", "pvc/data-zk-3", "pvc/data-zk-4"] {
@@ -518,13 +509,13 @@ async fn one_and_back_with_the_leader_killed_and_the_operator_restarted() {
     let address = cc.client_address().await;
 
     let writer = zk::Writer::start(&address, "/down");
-    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "1"]);
+    cc.scale(1);
     let status = cc.wait_available(1).await;
     assert_one_leader(&status, 1);
     zk::check_writes(&address, "/down", "scaling 3 → 1", writer);
 
     let writer = zk::Writer::start(&address, "/up");
-    bed().kubectl(&["scale", "cc/zk", "-n", &ns.name, "--replicas", "3"]);
+    cc.scale(3);
     let leader = wait::until("a second member to join", wait::POD_READY, || async {
         let status = cc.get().await.status.unwrap_or_default();
         let joined = status
@@ -552,16 +543,7 @@ async fn one_and_back_with_the_leader_killed_and_the_operator_restarted() {
     );
 
     let writer = zk::Writer::start(&address, "/roll");
-    bed().kubectl(&[
-        "patch",
-        "cc/zk",
-        "-n",
-        &ns.name,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"server":{"maxClientConnections":300}}}"#,
-    ]);
+    cc.patch_spec(r#"{"server":{"maxClientConnections":300}}"#);
     wait::until(
         "the first member restarted by the roll",
         wait::POD_READY,

@@ -119,6 +119,33 @@ impl TestCluster {
         .await
     }
 
+    /// `kubectl scale cc/<name> --replicas <replicas>`, as a user would.
+    pub fn scale(&self, replicas: i32) {
+        let replicas = replicas.to_string();
+        bed().kubectl(&[
+            "scale",
+            &format!("cc/{}", self.name),
+            "-n",
+            &self.namespace,
+            "--replicas",
+            &replicas,
+        ]);
+    }
+
+    /// `kubectl patch cc/<name> --type merge -p <spec>`: `spec` is the JSON of the spec fields.
+    pub fn patch_spec(&self, spec: &str) {
+        bed().kubectl(&[
+            "patch",
+            &format!("cc/{}", self.name),
+            "-n",
+            &self.namespace,
+            "--type",
+            "merge",
+            "-p",
+            &format!(r#"{{"spec":{spec}}}"#),
+        ]);
+    }
+
     /// The StatefulSet's update revision: the one new and restarted pods get.
     pub async fn revision(&self) -> Option<String> {
         let statefulsets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
