@@ -21,10 +21,12 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber; the level comes from `RUST_LOG` (default `info`,
-/// with openraft's own per-election and per-membership chatter at `warn`).
+/// with openraft's own per-election and per-membership chatter at `warn`, and its
+/// heartbeat failures, one per heartbeat while a member is down, at `error`).
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,openraft::core::heartbeat=error")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -32,12 +32,21 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::log_store::LogStore;
-use super::transport::{Change, Peers, Request, Response, Service, WireError};
+use super::transport::{
+    Change, Connection, Peers, Request, Response, Service, WireError, RECONNECT_BACKOFF,
+};
 use super::types::{membership_view, Command, Raft, Snapshot};
 use super::{ConsensusError, MemberId, Options, Role, StateMachine, Status};
 
 /// How long a forwarded request waits for the leader.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a leader whose connection closed has to accept a new one before it counts
+/// as gone.
+const LEADER_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
+/// A follower that saw its leader go away stands for election after a random pause
+/// below this, so that two such followers seldom split the vote (a vote and its fsync
+/// take about a millisecond).
+const STAND_STAGGER_MS: u64 = 40;
 
 pub(crate) struct Node {
     pub(crate) id: MemberId,
@@ -50,6 +59,8 @@ pub(crate) struct Node {
     pub(crate) generation: watch::Sender<u64>,
     pub(crate) proposer: Mutex<Proposer>,
     pub(crate) change_lock: tokio::sync::Mutex<()>,
+    /// The leader this member saw go away, and its term; see [`Node::leader_went_away`].
+    pub(crate) leader_gone: Mutex<Option<(MemberId, u64)>>,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -187,9 +198,8 @@ impl Node {
         proposer.next_path += 1;
         let seq = proposer.next_path;
         let (queue, rx) = mpsc::unbounded_channel();
-        let address = self.status.borrow().membership.voters.get(&leader).cloned();
         let node = Arc::downgrade(self);
-        let task = tokio::spawn(run_path(node, seq, leader, address, rx));
+        let task = tokio::spawn(run_path(node, seq, leader, rx));
         proposer.path = Some(ProposalPath {
             seq,
             leader,
@@ -445,27 +455,19 @@ async fn run_path(
     node: Weak<Node>,
     seq: u64,
     leader: MemberId,
-    address: Option<String>,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
 ) {
     let Some(me) = node.upgrade() else { return };
-    let remote = if leader == me.id {
+    let local = leader == me.id;
+    drop(me);
+    let remote = if local {
         None
     } else {
-        let Some(address) = address else {
-            me.path_broke(seq);
+        let Some(conn) = connect_to_leader(&node, leader).await else {
             return;
         };
-        match me.peers.get(leader, &address).connection().await {
-            Ok(conn) => Some(conn),
-            Err(e) => {
-                tracing::debug!(error = %e, "no connection to the leader for proposals");
-                me.path_broke(seq);
-                return;
-            }
-        }
+        Some(conn)
     };
-    drop(me);
     let mut inflight: FuturesOrdered<BoxFuture<'static, Response>> = FuturesOrdered::new();
     loop {
         tokio::select! {
@@ -493,7 +495,78 @@ async fn run_path(
     }
 }
 
+/// Dials `leader` until it answers. A leader that cannot be reached keeps its path,
+/// and the path's queue, until the member sees another leader (which drops the path)
+/// rather than breaking it: a broken path is reopened at once, and a path that breaks
+/// on every dial would spin, taking the processor from the election that ends it.
+async fn connect_to_leader(node: &Weak<Node>, leader: MemberId) -> Option<Arc<Connection>> {
+    loop {
+        let me = node.upgrade()?;
+        let address = me.status.borrow().membership.voters.get(&leader).cloned();
+        if let Some(address) = address {
+            match me.peers.get(leader, &address).connection().await {
+                Ok(conn) => return Some(conn),
+                Err(e) => tracing::debug!(error = %e, "no connection to the leader for proposals"),
+            }
+        }
+        drop(me);
+        tokio::time::sleep(RECONNECT_BACKOFF).await;
+    }
+}
+
+impl Node {
+    /// Fast failover; see the module contract. Called when the connection a peer
+    /// dialled to this member closed: if that peer is this follower's leader and a new
+    /// connection to it fails too, the leader is gone (its process died or its link
+    /// was cut), and this member stands for election without waiting out the lease.
+    async fn leader_went_away(self: Arc<Self>, from: MemberId) {
+        let (term, address) = {
+            let status = self.status.borrow();
+            tracing::debug!(from, role = ?status.role, leader = ?status.leader, "a peer's connection closed");
+            if status.role != Role::Follower || status.leader != Some(from) {
+                return;
+            }
+            (status.term, status.membership.voters.get(&from).cloned())
+        };
+        let Some(address) = address else { return };
+        if self
+            .peers
+            .get(from, &address)
+            .accepts(LEADER_PROBE_TIMEOUT)
+            .await
+        {
+            return;
+        }
+        *self.leader_gone.lock().unwrap_or_else(|p| p.into_inner()) = Some((from, term));
+        tracing::info!(
+            leader = from,
+            term,
+            "the leader went away; standing for election"
+        );
+        let pause = Duration::from_millis(rand::random_range(0..STAND_STAGGER_MS));
+        tokio::time::sleep(pause).await;
+        let unchanged = {
+            let status = self.status.borrow();
+            status.role == Role::Follower && status.term == term && status.leader == Some(from)
+        };
+        if unchanged && !self.stop.is_cancelled() {
+            let _ = self.raft.trigger().elect(false).await;
+        }
+    }
+
+    /// Whether this member saw the leader of its current term go away.
+    fn saw_leader_go(&self) -> bool {
+        let gone = *self.leader_gone.lock().unwrap_or_else(|p| p.into_inner());
+        let status = self.status.borrow();
+        gone.is_some_and(|(leader, term)| status.term == term && status.leader == Some(leader))
+    }
+}
+
 impl Service for Node {
+    fn peer_closed(self: Arc<Self>, from: MemberId) {
+        tokio::spawn(self.leader_went_away(from));
+    }
+
     fn propose(
         self: Arc<Self>,
         command: Vec<u8>,
@@ -511,7 +584,14 @@ impl Service for Node {
                     .append_entries(rpc)
                     .await
                     .map_or(stopped, Response::Append),
-                Request::Vote(rpc) => self.raft.vote(rpc).await.map_or(stopped, Response::Vote),
+                Request::Vote(mut rpc) => {
+                    if self.saw_leader_go() {
+                        // The leader's lease keeps a follower from voting while the
+                        // leader may still be alive; this one has seen it is not.
+                        rpc.leadership_transfer = true;
+                    }
+                    self.raft.vote(rpc).await.map_or(stopped, Response::Vote)
+                }
                 Request::Snapshot { vote, meta, data } => self
                     .raft
                     .install_full_snapshot(

@@ -15,6 +15,9 @@
 //! - Forwarded proposals from one connection are handed to the serving member in
 //!   frame order ([`Service::propose`] is called inline, in the read loop), so one
 //!   member's proposals reach the leader's log in the order they were sent.
+//! - When a connection a peer dialled closes, the serving member is told
+//!   ([`Service::peer_closed`]); [`Peer::accepts`] then tells a peer that is gone
+//!   from one that merely dropped a connection.
 
 use std::collections::HashMap;
 use std::io;
@@ -34,6 +37,8 @@ use super::{Faults, MemberId};
 
 /// Frames above this size (a snapshot, at most) are refused.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
+/// How long a connection [`Peer::accepts`] opens must stay open.
+pub(crate) const ACCEPT_SETTLE: Duration = Duration::from_millis(20);
 /// How long a failed dial keeps later calls from dialling again.
 pub(crate) const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -108,6 +113,9 @@ pub(crate) trait Service: Send + Sync + 'static {
     ) -> BoxFuture<'static, BoxFuture<'static, Response>>;
     /// Any other request.
     fn handle(self: Arc<Self>, from: MemberId, request: Request) -> BoxFuture<'static, Response>;
+    /// The connection `from` dialled to this member has closed (not called when this
+    /// member stops).
+    fn peer_closed(self: Arc<Self>, from: MemberId);
 }
 
 /// Why a call to a peer failed.
@@ -270,6 +278,32 @@ impl Peer {
         conn.call(request, timeout).await
     }
 
+    /// The peer's address: a member's address may carry `;clientHost:clientPort` after
+    /// its peer address.
+    fn peer_address(&self) -> String {
+        let address = self.address.lock().unwrap_or_else(|p| p.into_inner());
+        address.split(';').next().unwrap_or_default().to_owned()
+    }
+
+    /// Whether the peer accepts a new connection within `timeout` and keeps it open
+    /// for [`ACCEPT_SETTLE`] (it is then closed unused). Unlike [`Peer::connection`],
+    /// never answered by a connection whose close this member has not noticed yet,
+    /// nor by the dial backoff. The wait matters: a process being killed closes its
+    /// sockets one by one, and its listener may still queue a connection that it
+    /// resets a moment later.
+    pub(crate) async fn accepts(&self, timeout: Duration) -> bool {
+        if cut(&self.faults, self.me, self.id) {
+            return false;
+        }
+        let dial = TcpStream::connect(self.peer_address());
+        let Ok(Ok(mut stream)) = tokio::time::timeout(timeout, dial).await else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(ACCEPT_SETTLE, stream.read(&mut byte)).await;
+        !matches!(closed, Ok(Ok(0) | Err(_)))
+    }
+
     async fn dial(&self) -> io::Result<Arc<Connection>> {
         if cut(&self.faults, self.me, self.id) {
             return Err(io::Error::new(
@@ -277,13 +311,7 @@ impl Peer {
                 "link cut by a fault",
             ));
         }
-        let address = self
-            .address
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        // A member's address may carry `;clientHost:clientPort` after its peer address.
-        let address = address.split(';').next().unwrap_or_default().to_owned();
+        let address = self.peer_address();
         let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&address))
             .await
             .map_err(|_| {
@@ -482,4 +510,50 @@ async fn serve_connection<S: Service>(
         });
     }
     done.cancel();
+    if !stop.is_cancelled() {
+        service.peer_closed(from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn accepts(address: &str) -> bool {
+        let peers = Peers::new(1, None);
+        peers.get(2, address).accepts(Duration::from_secs(1)).await
+    }
+
+    #[tokio::test]
+    async fn a_listening_peer_accepts_and_a_gone_one_does_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        // A member's address with its client part, as the membership stores it.
+        assert!(accepts(&format!("{address};127.0.0.1:1")).await);
+        drop(listener);
+        assert!(!accepts(&address).await);
+    }
+
+    #[tokio::test]
+    async fn a_connection_reset_at_once_is_not_accepted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let closing = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            drop(stream);
+            drop(listener);
+        });
+        assert!(!accepts(&address).await);
+        closing.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_is_not_accepted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let faults = Faults::default();
+        faults.cut(1, 2);
+        let peers = Peers::new(1, Some(faults));
+        assert!(!peers.get(2, &address).accepts(Duration::from_secs(1)).await);
+    }
 }
