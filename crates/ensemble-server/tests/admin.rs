@@ -153,7 +153,9 @@ async fn ruok_isro_and_the_whitelist() {
     assert_eq!(server.word("ruok").await, "imok");
     assert_eq!(server.word("isro").await, "rw");
     // Not in the default whitelist: ZooKeeper's exact refusal.
-    for word in ["cons", "stat", "wchs", "envi", "dirs"] {
+    for word in [
+        "cons", "stat", "wchs", "envi", "dirs", "dump", "wchc", "wchp", "crst", "srst",
+    ] {
         assert_eq!(
             server.word(word).await,
             format!("{word} is not executed because it is not in the whitelist.\n")
@@ -562,6 +564,133 @@ async fn metrics_move_with_the_data() {
     );
     assert!(server.metric("ensemble_packets_received_total").await >= 5.0);
     assert!(server.metric("ensemble_packets_sent_total").await >= 5.0);
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srst_resets_latency_and_packet_counts() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/r", b"", &OPEN).await.expect("create");
+    for _ in 0..5 {
+        client.get_data("/r").await.expect("get");
+    }
+    drop(client);
+    // Wait for the client to leave: only the words' own connections remain, and
+    // nothing pings.
+    let before = within(async {
+        loop {
+            let srvr = server.word("srvr").await;
+            if value(&colon_lines(&srvr), "Connections") == "1" {
+                return srvr;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let pairs = colon_lines(&before);
+    let received: u64 = value(&pairs, "Received").parse().expect("number");
+    let sent: u64 = value(&pairs, "Sent").parse().expect("number");
+    assert!(received >= 8 && sent >= 7, "{before}");
+    let prometheus_received = server.metric("ensemble_packets_received_total").await;
+
+    assert_eq!(server.word("srst").await, "Server stats reset.\n");
+    let after = server.word("srvr").await;
+    let pairs = colon_lines(&after);
+    assert_eq!(value(&pairs, "Latency min/avg/max"), "0/0.0/0", "{after}");
+    // This srvr itself: a word is one packet in and none out.
+    assert_eq!(value(&pairs, "Received"), "1", "{after}");
+    assert_eq!(value(&pairs, "Sent"), "0", "{after}");
+    // What is not a statistic stays.
+    assert_eq!(value(&pairs, "Node count"), (SYSTEM_NODES + 1).to_string());
+    let mntr = server.word("mntr").await;
+    let mntr: Vec<(&str, &str)> = mntr.lines().filter_map(|l| l.split_once('\t')).collect();
+    assert_eq!(value(&mntr, "zk_packets_received"), "2");
+    assert_eq!(value(&mntr, "zk_max_latency"), "0");
+    // Prometheus counters never go back (as with ZooKeeper's Prometheus provider).
+    assert!(server.metric("ensemble_packets_received_total").await >= prometheus_received + 3.0);
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crst_resets_every_connections_statistics() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/c", b"x", &OPEN).await.expect("create");
+    client.get_data("/c").await.expect("get");
+    let sid = format!("sid=0x{:x},", client.session_id().0);
+    let session_fields = |cons: &str| -> Vec<(String, String)> {
+        let line = cons
+            .lines()
+            .find(|l| l.contains(&sid))
+            .unwrap_or_else(|| panic!("no {sid} in {cons}"));
+        line.split_once("](")
+            .and_then(|(_, f)| f.strip_suffix(')'))
+            .expect("fields")
+            .split(',')
+            .map(|f| {
+                let (k, v) = f.split_once('=').expect("k=v");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    };
+    let field = |fields: &[(String, String)], key: &str| -> String {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+    };
+    let before = session_fields(&server.word("cons").await);
+    assert!(field(&before, "recved").parse::<u64>().expect("n") >= 3);
+    let srvr_before = server.word("srvr").await;
+    let received_before: u64 = value(&colon_lines(&srvr_before), "Received")
+        .parse()
+        .expect("number");
+
+    assert_eq!(server.word("crst").await, "Connection stats reset.\n");
+    let after = session_fields(&server.word("cons").await);
+    // The session and the connection's identity stay.
+    for key in ["sid", "est", "to"] {
+        assert_eq!(field(&after, key), field(&before, key), "{key}");
+    }
+    if field(&after, "recved") == "0" {
+        let keys: Vec<&str> = after.iter().map(|(k, _)| k.as_str()).collect();
+        // No cxid is known any more: ZooKeeper leaves lcxid out then.
+        assert_eq!(
+            keys,
+            [
+                "queued", "recved", "sent", "sid", "lop", "est", "to", "lzxid", "lresp", "llat",
+                "minlat", "avglat", "maxlat"
+            ]
+        );
+        for (key, zero) in [
+            ("queued", "0"),
+            ("sent", "0"),
+            ("lop", "NA"),
+            ("lzxid", "0xffffffffffffffff"),
+            ("lresp", "0"),
+            ("llat", "0"),
+            ("minlat", "0"),
+            ("avglat", "0"),
+            ("maxlat", "0"),
+        ] {
+            assert_eq!(field(&after, key), zero, "{key} in {after:?}");
+        }
+    } else {
+        // The client pinged in between: that ping only.
+        assert_eq!(field(&after, "recved"), "1", "{after:?}");
+        assert!(["NA", "PING"].contains(&field(&after, "lop").as_str()));
+    }
+    // The server's totals are srst's, not crst's.
+    let srvr_after = server.word("srvr").await;
+    let received_after: u64 = value(&colon_lines(&srvr_after), "Received")
+        .parse()
+        .expect("number");
+    assert!(received_after > received_before, "{srvr_after}");
 
     drop(client);
     server.stop().await;

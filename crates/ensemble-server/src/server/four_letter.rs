@@ -7,12 +7,21 @@
 //! ZooKeeper's refusal text otherwise. Implemented, byte for byte in Apache
 //! ZooKeeper 3.9's formats (its `server/command/*Command.java` are the
 //! specification): `ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `isro`, `wchs`,
-//! `cons`, `dirs`. The mode is `standalone` for a member that is the whole
-//! ensemble, else `leader`, `follower` or `observer` (a learner), as in ZooKeeper;
-//! `mntr` adds the Raft view (term, commit and applied index, membership). Other known
-//! words (`dump`, `wchc`, `wchp`, `crst`, `srst`, `gtmk`, `stmk`, `hash`) say they
-//! are not implemented. Values come from [`super::stats`], the shared state (taken
-//! briefly, never together with the stats' locks) and the configured data directory.
+//! `cons`, `dirs`, `crst`, `srst`. The mode is `standalone`
+//! for a member that is the whole ensemble, else `leader`, `follower` or `observer`
+//! (a learner), as in ZooKeeper; `mntr` adds the Raft view (term, commit and applied
+//! index, membership). The other known words (`dump`, `wchc`, `wchp`, `gtmk`,
+//! `stmk`, `hash`) say they are not implemented.
+//!
+//! - `crst` and `srst`: reset the connections' and the server's statistics (see
+//!   [`super::stats`]).
+//!
+//! A member that knows no leader (mode `looking`) answers these two with
+//! ZooKeeper's "not currently serving" line and changes nothing, as ZooKeeper's
+//! `isZKServerRunning` check does.
+//!
+//! Values come from [`super::stats`], the shared state (taken briefly, never
+//! together with the stats' locks) and the configured data directory.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,6 +37,9 @@ const KNOWN: [&str; 18] = [
     "ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "srst", "wchs", "wchc", "wchp",
     "mntr", "isro", "gtmk", "stmk", "hash", "dirs",
 ];
+
+/// ZooKeeper's answer when it does not serve (`AbstractFourLetterCommand.ZK_NOT_SERVING`).
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
 /// The version the words and the admin port report. Tools read a ZooKeeper server's
 /// version as `major.minor.patch` followed by anything (kazoo's `server_version`
@@ -91,8 +103,36 @@ pub(crate) fn answer(word: &str, shared: &Shared) -> String {
         "wchs" => watch_summary(shared),
         "cons" => connections(shared),
         "dirs" => dirs(shared),
+        "crst" => reset_connections(shared),
+        "srst" => reset_server(shared),
         other => format!("{other} is not implemented by this server.\n"),
     }
+}
+
+/// The member's mode, unless it knows no leader: ZooKeeper's `isZKServerRunning`.
+fn serving_mode(shared: &Shared) -> Option<&'static str> {
+    consensus_status(shared)
+        .map(|status| mode(&status))
+        .filter(|mode| *mode != "looking")
+}
+
+/// `crst` (`CnxnStatResetCommand`).
+fn reset_connections(shared: &Shared) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    shared.stats.reset_connections();
+    "Connection stats reset.\n".to_owned()
+}
+
+/// `srst` (`StatResetCommand`). A ZooKeeper leader also resets its proposal
+/// statistics; we keep none.
+fn reset_server(shared: &Shared) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    shared.stats.reset();
+    "Server stats reset.\n".to_owned()
 }
 
 /// `srvr` and `stat` (`StatCommand`, `ServerStats.toString`); `stat` also lists clients.
