@@ -570,6 +570,62 @@ async fn metrics_move_with_the_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wchc_and_wchp_list_data_watches_by_session_and_by_path() {
+    let server = TestServer::start(all_words()).await;
+    assert_eq!(server.word("wchc").await, "\n");
+    assert_eq!(server.word("wchp").await, "\n");
+    let one = server.client().await;
+    let two = server.client().await;
+    one.create("/w1", b"", &OPEN).await.expect("create");
+    one.create("/w2", b"", &OPEN).await.expect("create");
+    let (_, _, _w1) = one.get_and_watch_data("/w1").await.expect("watch");
+    let (_, _, _w2) = one.get_and_watch_data("/w2").await.expect("watch");
+    let (_, _w3) = two.check_and_watch_stat("/w1").await.expect("watch");
+    // An exists watch on a node that does not exist is a data watch too.
+    let (_, _w4) = two.check_and_watch_stat("/absent").await.expect("watch");
+    // ZooKeeper leaves child watches out of both words.
+    let (_, _w5) = two.list_and_watch_children("/w2").await.expect("watch");
+    let (a, b) = (one.session_id().0, two.session_id().0);
+    let (sa, sb) = (format!("0x{a:x}"), format!("0x{b:x}"));
+
+    let mut by_session = [
+        (a, format!("{sa}\n\t/w1\n\t/w2\n")),
+        (b, format!("{sb}\n\t/absent\n\t/w1\n")),
+    ];
+    by_session.sort();
+    assert_eq!(
+        server.word("wchc").await,
+        format!("{}{}\n", by_session[0].1, by_session[1].1)
+    );
+    let w1 = if a < b {
+        format!("\t{sa}\n\t{sb}\n")
+    } else {
+        format!("\t{sb}\n\t{sa}\n")
+    };
+    assert_eq!(
+        server.word("wchp").await,
+        format!("/absent\n\t{sb}\n/w1\n{w1}/w2\n\t{sa}\n\n")
+    );
+
+    // A watch that fired is gone from both.
+    one.set_data("/w2", b"x", None).await.expect("set");
+    let wchp = within(async {
+        loop {
+            let wchp = server.word("wchp").await;
+            if !wchp.contains("/w2") {
+                return wchp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(wchp, format!("/absent\n\t{sb}\n/w1\n{w1}\n"));
+
+    drop((one, two));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srst_resets_latency_and_packet_counts() {
     let server = TestServer::start(all_words()).await;
     let client = server.client().await;

@@ -7,28 +7,34 @@
 //! ZooKeeper's refusal text otherwise. Implemented, byte for byte in Apache
 //! ZooKeeper 3.9's formats (its `server/command/*Command.java` are the
 //! specification): `ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `isro`, `wchs`,
-//! `cons`, `dirs`, `crst`, `srst`. The mode is `standalone`
+//! `cons`, `dirs`, `wchc`, `wchp`, `crst`, `srst`. The mode is `standalone`
 //! for a member that is the whole ensemble, else `leader`, `follower` or `observer`
 //! (a learner), as in ZooKeeper; `mntr` adds the Raft view (term, commit and applied
-//! index, membership). The other known words (`dump`, `wchc`, `wchp`, `gtmk`,
-//! `stmk`, `hash`) say they are not implemented.
+//! index, membership). The other known words (`dump`, `gtmk`, `stmk`, `hash`) say
+//! they are not implemented.
 //!
+//! - `wchc` and `wchp`: the data watches (as in ZooKeeper, not the child ones) by
+//!   session and by path; a watcher is its connection's session (`0x0` without
+//!   one).
 //! - `crst` and `srst`: reset the connections' and the server's statistics (see
 //!   [`super::stats`]).
 //!
-//! A member that knows no leader (mode `looking`) answers these two with
+//! A member that knows no leader (mode `looking`) answers these four with
 //! ZooKeeper's "not currently serving" line and changes nothing, as ZooKeeper's
-//! `isZKServerRunning` check does.
+//! `isZKServerRunning` check does. ZooKeeper prints its hash maps in hash order;
+//! we print sessions and paths sorted.
 //!
 //! Values come from [`super::stats`], the shared state (taken briefly, never
 //! together with the stats' locks) and the configured data directory.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::consensus::{Role, Status};
 
 use super::connection::lock;
+use super::state::ConnId;
 use super::stats::ConnectionInfo;
 use super::Shared;
 
@@ -103,6 +109,8 @@ pub(crate) fn answer(word: &str, shared: &Shared) -> String {
         "wchs" => watch_summary(shared),
         "cons" => connections(shared),
         "dirs" => dirs(shared),
+        "wchc" => watches(shared, false),
+        "wchp" => watches(shared, true),
         "crst" => reset_connections(shared),
         "srst" => reset_server(shared),
         other => format!("{other} is not implemented by this server.\n"),
@@ -114,6 +122,60 @@ fn serving_mode(shared: &Shared) -> Option<&'static str> {
     consensus_status(shared)
         .map(|status| mode(&status))
         .filter(|mode| *mode != "looking")
+}
+
+/// A watcher in `wchc`/`wchp`: its connection's session (0 without one) and, since
+/// ZooKeeper's watchers are connections, the connection.
+type Watcher = (i64, ConnId);
+
+/// `wchc` (`by_path` false) and `wchp` (`WatchCommand`, `WatchManager.dumpWatches`
+/// on the data watches, then an empty line).
+fn watches(shared: &Shared, by_path: bool) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    let pairs: Vec<(String, ConnId)> = lock(&shared.state)
+        .watches
+        .data_watches()
+        .map(|(path, conn)| (path.to_owned(), *conn))
+        .collect();
+    // A connection missing here closed since: its watches are gone too by now.
+    let sessions = shared.stats.session_ids();
+    let watches: Vec<(String, Watcher)> = pairs
+        .into_iter()
+        .filter_map(|(path, conn)| Some((path, (*sessions.get(&conn)?, conn))))
+        .collect();
+    format_watches(&watches, by_path)
+}
+
+/// `wchc`/`wchp`'s text from (path, watcher) pairs.
+fn format_watches(watches: &[(String, Watcher)], by_path: bool) -> String {
+    let mut out = String::new();
+    if by_path {
+        let mut paths: BTreeMap<&str, BTreeSet<Watcher>> = BTreeMap::new();
+        for (path, watcher) in watches {
+            paths.entry(path).or_default().insert(*watcher);
+        }
+        for (path, watchers) in paths {
+            let _ = writeln!(out, "{path}");
+            for (session, _) in watchers {
+                let _ = writeln!(out, "\t0x{session:x}");
+            }
+        }
+    } else {
+        let mut watchers: BTreeMap<Watcher, BTreeSet<&str>> = BTreeMap::new();
+        for (path, watcher) in watches {
+            watchers.entry(*watcher).or_default().insert(path);
+        }
+        for ((session, _), paths) in watchers {
+            let _ = writeln!(out, "0x{session:x}");
+            for path in paths {
+                let _ = writeln!(out, "\t{path}");
+            }
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// `crst` (`CnxnStatResetCommand`).
@@ -541,6 +603,24 @@ mod tests {
              est=1700000000000,to=30000,lzxid=0xffffffffffffffff,lresp=1700000000005,\
              llat=1,minlat=0,avglat=0,maxlat=1)"
         );
+    }
+
+    #[test]
+    fn watches_by_session_and_by_path() {
+        let watches = vec![
+            ("/b".to_owned(), (0x200, 2)),
+            ("/a".to_owned(), (0x100, 1)),
+            ("/a".to_owned(), (0x200, 2)),
+        ];
+        assert_eq!(
+            format_watches(&watches, false),
+            "0x100\n\t/a\n0x200\n\t/a\n\t/b\n\n"
+        );
+        assert_eq!(
+            format_watches(&watches, true),
+            "/a\n\t0x100\n\t0x200\n/b\n\t0x200\n\n"
+        );
+        assert_eq!(format_watches(&[], false), "\n");
     }
 
     #[test]

@@ -215,6 +215,14 @@ impl ServerStats {
         records.iter().map(|r| r.info()).collect()
     }
 
+    /// Each live connection's session id, 0 for one without a session.
+    pub fn session_ids(&self) -> BTreeMap<ConnId, i64> {
+        locked(&self.connections)
+            .iter()
+            .map(|(id, r)| (*id, r.session_id.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     pub fn connection_count(&self) -> usize {
         locked(&self.connections).len()
     }
@@ -768,6 +776,7 @@ mod tests {
         // Server totals are srst's business.
         assert_eq!(stats.summary().packets_received, 1);
         drop(waiting);
+        assert_eq!(stats.session_ids(), BTreeMap::from([(1, 0x42)]));
     }
 
     #[test]
