@@ -15,7 +15,9 @@
 //! mutex per reply; the connection table's mutex is taken on connect, disconnect and
 //! when a word or scrape lists connections. Latencies are whole milliseconds, as
 //! ZooKeeper reports them, and seconds in the histogram. As in ZooKeeper, a
-//! four-letter word counts as one received packet and its text reply as none.
+//! four-letter word counts as one received packet and its text reply as none. Each
+//! frame read or written also stamps the connection's last I/O time, from which
+//! `dump` tells when ZooKeeper would expire the connection.
 //!
 //! Resets, for `srst` and `crst`: [`ServerStats::reset`] zeroes what ZooKeeper's
 //! `ServerStats.reset` does (the latency min/avg/max and the packet counts that
@@ -188,9 +190,11 @@ impl ServerStats {
 
     /// Starts the record of a new connection.
     pub fn open_connection(&self, id: ConnId, peer: SocketAddr) -> Arc<ConnectionStats> {
+        let now = wall_ms();
         let record = Arc::new(ConnectionStats {
             peer,
-            established_ms: wall_ms(),
+            established_ms: now,
+            last_io_ms: AtomicI64::new(now),
             four_letter: AtomicBool::new(false),
             session_id: AtomicI64::new(0),
             session_timeout_ms: AtomicI32::new(0),
@@ -324,6 +328,8 @@ impl Default for LastResponse {
 pub(crate) struct ConnectionStats {
     peer: SocketAddr,
     established_ms: i64,
+    /// Wall-clock milliseconds of the last frame read or written.
+    last_io_ms: AtomicI64,
     four_letter: AtomicBool,
     session_id: AtomicI64,
     session_timeout_ms: AtomicI32,
@@ -344,6 +350,9 @@ pub(crate) struct ConnectionInfo {
     pub queued: u64,
     pub received: u64,
     pub sent: u64,
+    /// Wall-clock milliseconds of the last frame read or written (at first, when the
+    /// connection was accepted).
+    pub last_io_ms: i64,
     /// Present once the connection has a session.
     pub session: Option<SessionInfo>,
 }
@@ -375,6 +384,7 @@ impl ConnectionStats {
     pub fn frame_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
         self.totals.packets_received.inc();
+        self.last_io_ms.store(wall_ms(), Ordering::Relaxed);
     }
 
     /// The connection carries a four-letter word (one packet) and nothing else.
@@ -389,6 +399,7 @@ impl ConnectionStats {
             self.sent.fetch_add(1, Ordering::Relaxed);
             self.totals.packets_sent.inc();
         }
+        self.last_io_ms.store(wall_ms(), Ordering::Relaxed);
     }
 
     /// `crst` for this connection: see the module contract.
@@ -442,6 +453,7 @@ impl ConnectionStats {
             queued: self.outstanding.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
+            last_io_ms: self.last_io_ms.load(Ordering::Relaxed),
             session,
         }
     }
