@@ -226,6 +226,11 @@ impl SessionTable {
         }
     }
 
+    /// All live sessions, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
     /// Ids of all live sessions.
     pub fn ids(&self) -> Vec<i64> {
         self.sessions.keys().copied().collect()

@@ -16,7 +16,8 @@
 //! - [`WatchManager::set_watches`] re-registers a reconnecting client's watches,
 //!   firing at once for changes it missed since `relative_zxid`.
 //! - [`WatchManager::len`] counts both tables (ZooKeeper's `zk_watch_count`);
-//!   [`WatchManager::data_summary`] only the data table (ZooKeeper's `wchs`).
+//!   [`WatchManager::data_summary`] and [`WatchManager::data_watches`] only the
+//!   data table (ZooKeeper's `wchs`, `wchc` and `wchp`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -281,6 +282,15 @@ impl<W: Ord + Clone> WatchManager<W> {
         now
     }
 
+    /// Every (path, watcher) pair of the data table, by path then watcher:
+    /// ZooKeeper's `wchc` and `wchp` list these, and not the child table.
+    pub fn data_watches(&self) -> impl Iterator<Item = (&str, &W)> {
+        self.data
+            .paths
+            .iter()
+            .flat_map(|(path, ws)| ws.keys().map(move |w| (path.as_str(), w)))
+    }
+
     /// ZooKeeper's `wchs` figures, which it takes from the data table only (child
     /// watches are not in them): watchers, watched paths and (path, watcher) pairs.
     pub fn data_summary(&self) -> WatchSummary {
@@ -326,6 +336,8 @@ mod tests {
             (2, 2, 3)
         );
         assert_eq!(m.len(), 4);
+        let pairs: Vec<(&str, u32)> = m.data_watches().map(|(p, w)| (p, *w)).collect();
+        assert_eq!(pairs, [("/a", 1), ("/a", 2), ("/b", 1)]);
     }
 
     #[test]

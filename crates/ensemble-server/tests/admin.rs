@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ensemble_server::config::ServerConfig;
+use ensemble_server::config::{ServerConfig, ServerSpec};
 use ensemble_server::server::{self, Listeners};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -134,6 +134,62 @@ fn metric_value(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
 }
 
+/// Three members founding one ensemble, every word allowed; each ready (it knows
+/// the leader and has caught up) when this returns.
+async fn start_three() -> Vec<TestServer> {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
+        let client = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        listeners.push((peer, client, admin));
+    }
+    let servers: std::collections::BTreeMap<u64, ServerSpec> = (1u64..)
+        .zip(&listeners)
+        .map(|(id, (peer, client, _))| {
+            let peer = peer.local_addr().expect("addr");
+            let client = client.local_addr().expect("addr");
+            let line = format!("{peer}:participant;{client}");
+            (id, ServerSpec::parse(&line).expect("server line"))
+        })
+        .collect();
+    let mut members = Vec::new();
+    for (id, (peer, client, admin)) in (1u64..).zip(listeners) {
+        let config = ServerConfig {
+            my_id: id,
+            servers: servers.clone(),
+            tick_time_ms: 200,
+            min_session_timeout_ms: 2_000,
+            max_session_timeout_ms: 20_000,
+            ..all_words()
+        };
+        let client_addr = client.local_addr().expect("addr");
+        let admin_addr = admin.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let listeners = Listeners {
+            client,
+            admin: Some(admin),
+            peer: Some(peer),
+        };
+        let task = tokio::spawn(server::run(listeners, config, shutdown.clone()));
+        members.push(TestServer {
+            client_addr,
+            admin_addr,
+            shutdown,
+            task,
+        });
+    }
+    for member in &members {
+        within(async {
+            while member.get("/readyz").await.0 != 200 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+    members
+}
+
 /// `key: value` lines (srvr/stat), in order.
 fn colon_lines(text: &str) -> Vec<(&str, &str)> {
     text.lines().filter_map(|l| l.split_once(": ")).collect()
@@ -153,7 +209,9 @@ async fn ruok_isro_and_the_whitelist() {
     assert_eq!(server.word("ruok").await, "imok");
     assert_eq!(server.word("isro").await, "rw");
     // Not in the default whitelist: ZooKeeper's exact refusal.
-    for word in ["cons", "stat", "wchs", "envi", "dirs"] {
+    for word in [
+        "cons", "stat", "wchs", "envi", "dirs", "dump", "wchc", "wchp", "crst", "srst",
+    ] {
         assert_eq!(
             server.word(word).await,
             format!("{word} is not executed because it is not in the whitelist.\n")
@@ -562,6 +620,357 @@ async fn metrics_move_with_the_data() {
     );
     assert!(server.metric("ensemble_packets_received_total").await >= 5.0);
     assert!(server.metric("ensemble_packets_sent_total").await >= 5.0);
+
+    drop(client);
+    server.stop().await;
+}
+
+/// `dump`'s three sections, checked for their headings: the session tracker's,
+/// the ephemerals' and the connections'.
+fn dump_sections(dump: &str) -> (&str, &str, &str) {
+    let rest = dump
+        .strip_prefix("SessionTracker dump:\n")
+        .unwrap_or_else(|| panic!("no session tracker heading: {dump}"));
+    let (sessions, rest) = rest
+        .split_once("ephemeral nodes dump:\n")
+        .unwrap_or_else(|| panic!("no ephemerals heading: {dump}"));
+    let (ephemerals, connections) = rest
+        .split_once("Connections dump:\n")
+        .unwrap_or_else(|| panic!("no connections heading: {dump}"));
+    (sessions, ephemerals, connections)
+}
+
+/// An `ExpiryQueue` dump (after its `Session `/`Connections ` prefix): checks that
+/// its counts add up and that its times are Java dates in UTC between now and
+/// `within_s` seconds from now; returns its elements.
+fn expiry_sets(text: &str, within_s: i64) -> Vec<&str> {
+    let mut lines = text.lines();
+    let head = lines.next().expect("Sets line");
+    let (sets, elements) = head
+        .strip_prefix("Sets (")
+        .and_then(|h| h.strip_suffix("):"))
+        .and_then(|h| h.split_once(")/("))
+        .unwrap_or_else(|| panic!("not a Sets line: {text}"));
+    let (sets, elements): (usize, usize) = (
+        sets.parse().expect("number"),
+        elements.parse().expect("number"),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let now_of_day = i64::try_from(now % 86_400).expect("small");
+    let (mut seen_sets, mut names) = (0, Vec::new());
+    let mut expected = 0;
+    for line in lines {
+        if let Some(name) = line.strip_prefix('\t') {
+            names.push(name);
+            expected -= 1;
+            continue;
+        }
+        assert_eq!(expected, 0, "{text}");
+        let (count, date) = line
+            .strip_suffix(':')
+            .and_then(|l| l.split_once(" expire at "))
+            .unwrap_or_else(|| panic!("not an expiry line: {line}"));
+        expected = count.parse().expect("number");
+        seen_sets += 1;
+        // `Date.toString`: `EEE MMM dd HH:mm:ss UTC yyyy`.
+        let fields: Vec<&str> = date.split(' ').collect();
+        assert_eq!(fields.len(), 6, "{date}");
+        assert!(["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].contains(&fields[0]));
+        assert_eq!(
+            (fields[2].len(), fields[4], fields[5].len()),
+            (2, "UTC", 4),
+            "{date}"
+        );
+        let hms: Vec<i64> = fields[3]
+            .split(':')
+            .map(|f| f.parse().expect("number"))
+            .collect();
+        let of_day = hms[0] * 3_600 + hms[1] * 60 + hms[2];
+        let ahead = (of_day - now_of_day).rem_euclid(86_400);
+        assert!(ahead <= within_s, "{date} is {ahead} s ahead:\n{text}");
+    }
+    assert_eq!(expected, 0, "{text}");
+    assert_eq!((seen_sets, names.len()), (sets, elements), "{text}");
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_lists_sessions_ephemerals_and_connections() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/d", b"", &OPEN).await.expect("create");
+    client.create("/d/e2", b"", &EPHEMERAL).await.expect("e2");
+    client.create("/d/e1", b"", &EPHEMERAL).await.expect("e1");
+    let sid = format!("0x{:x}", client.session_id().0);
+
+    let dump = server.word("dump").await;
+    let (sessions, ephemerals, connections) = dump_sections(&dump);
+    // A standalone member's session tracker: its one session, due within the
+    // 10 s timeout rounded up to the next 2 s tick.
+    let sessions = sessions
+        .strip_prefix("Session ")
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert_eq!(expiry_sets(sessions, 13), [sid.as_str()], "{dump}");
+    assert_eq!(
+        ephemerals,
+        format!("Sessions with Ephemerals (1):\n{sid}:\n\t/d/e1\n\t/d/e2\n")
+    );
+    // The client's connection and this word's: due within their timeout (10 s
+    // each) rounded up to the next 10 s.
+    let connections = connections
+        .strip_prefix("Connections ")
+        .unwrap_or_else(|| panic!("{dump}"));
+    let mut names = expiry_sets(connections, 21);
+    names.sort_by_key(|n| n.ends_with(" sessionId: 0x0"));
+    assert_eq!(names.len(), 2, "{dump}");
+    assert!(names[0].starts_with("ip: /127.0.0.1:"), "{dump}");
+    assert!(names[0].ends_with(&format!(" sessionId: {sid}")), "{dump}");
+    assert!(names[1].starts_with("ip: /127.0.0.1:"), "{dump}");
+    assert!(names[1].ends_with(" sessionId: 0x0"), "{dump}");
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_on_a_follower_lists_every_session_with_its_timeout() {
+    let members = start_three().await;
+    let mut leader = None;
+    for (i, member) in members.iter().enumerate() {
+        if member.status().await["role"] == "leader" {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("a leader");
+    let client = within(
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&members[leader].client_addr.to_string()),
+    )
+    .await
+    .expect("connect");
+    client.create("/f", b"", &EPHEMERAL).await.expect("create");
+    let sid = format!("0x{:x}", client.session_id().0);
+
+    let follower = &members[(leader + 1) % 3];
+    let expected_sessions = format!("Global Sessions(1):\n{sid}\t10000ms\n");
+    let expected_ephemerals = format!("Sessions with Ephemerals (1):\n{sid}:\n\t/f\n");
+    // The follower applies the session and the node a moment after the leader.
+    let dump = within(async {
+        loop {
+            let dump = follower.word("dump").await;
+            let (sessions, ephemerals, _) = dump_sections(&dump);
+            if sessions == expected_sessions && ephemerals == expected_ephemerals {
+                return dump;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Its only connection is this word's.
+    let (_, _, connections) = dump_sections(&dump);
+    let names = expiry_sets(
+        connections.strip_prefix("Connections ").expect("prefix"),
+        21,
+    );
+    assert_eq!(names.len(), 1, "{dump}");
+    assert!(names[0].ends_with(" sessionId: 0x0"), "{dump}");
+
+    // The leader's tracker knows when the session expires.
+    let dump = members[leader].word("dump").await;
+    let (sessions, ephemerals, _) = dump_sections(&dump);
+    let sessions = sessions.strip_prefix("Session ").expect("prefix");
+    // 10 s rounded up to the next 200 ms tick.
+    assert_eq!(expiry_sets(sessions, 11), [sid.as_str()], "{dump}");
+    assert_eq!(ephemerals, expected_ephemerals);
+
+    drop(client);
+    for member in members {
+        member.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wchc_and_wchp_list_data_watches_by_session_and_by_path() {
+    let server = TestServer::start(all_words()).await;
+    assert_eq!(server.word("wchc").await, "\n");
+    assert_eq!(server.word("wchp").await, "\n");
+    let one = server.client().await;
+    let two = server.client().await;
+    one.create("/w1", b"", &OPEN).await.expect("create");
+    one.create("/w2", b"", &OPEN).await.expect("create");
+    let (_, _, _w1) = one.get_and_watch_data("/w1").await.expect("watch");
+    let (_, _, _w2) = one.get_and_watch_data("/w2").await.expect("watch");
+    let (_, _w3) = two.check_and_watch_stat("/w1").await.expect("watch");
+    // An exists watch on a node that does not exist is a data watch too.
+    let (_, _w4) = two.check_and_watch_stat("/absent").await.expect("watch");
+    // ZooKeeper leaves child watches out of both words.
+    let (_, _w5) = two.list_and_watch_children("/w2").await.expect("watch");
+    let (a, b) = (one.session_id().0, two.session_id().0);
+    let (sa, sb) = (format!("0x{a:x}"), format!("0x{b:x}"));
+
+    let mut by_session = [
+        (a, format!("{sa}\n\t/w1\n\t/w2\n")),
+        (b, format!("{sb}\n\t/absent\n\t/w1\n")),
+    ];
+    by_session.sort();
+    assert_eq!(
+        server.word("wchc").await,
+        format!("{}{}\n", by_session[0].1, by_session[1].1)
+    );
+    let w1 = if a < b {
+        format!("\t{sa}\n\t{sb}\n")
+    } else {
+        format!("\t{sb}\n\t{sa}\n")
+    };
+    assert_eq!(
+        server.word("wchp").await,
+        format!("/absent\n\t{sb}\n/w1\n{w1}/w2\n\t{sa}\n\n")
+    );
+
+    // A watch that fired is gone from both.
+    one.set_data("/w2", b"x", None).await.expect("set");
+    let wchp = within(async {
+        loop {
+            let wchp = server.word("wchp").await;
+            if !wchp.contains("/w2") {
+                return wchp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(wchp, format!("/absent\n\t{sb}\n/w1\n{w1}\n"));
+
+    drop((one, two));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srst_resets_latency_and_packet_counts() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/r", b"", &OPEN).await.expect("create");
+    for _ in 0..5 {
+        client.get_data("/r").await.expect("get");
+    }
+    drop(client);
+    // Wait for the client to leave: only the words' own connections remain, and
+    // nothing pings.
+    let before = within(async {
+        loop {
+            let srvr = server.word("srvr").await;
+            if value(&colon_lines(&srvr), "Connections") == "1" {
+                return srvr;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let pairs = colon_lines(&before);
+    let received: u64 = value(&pairs, "Received").parse().expect("number");
+    let sent: u64 = value(&pairs, "Sent").parse().expect("number");
+    assert!(received >= 8 && sent >= 7, "{before}");
+    let prometheus_received = server.metric("ensemble_packets_received_total").await;
+
+    assert_eq!(server.word("srst").await, "Server stats reset.\n");
+    let after = server.word("srvr").await;
+    let pairs = colon_lines(&after);
+    assert_eq!(value(&pairs, "Latency min/avg/max"), "0/0.0/0", "{after}");
+    // This srvr itself: a word is one packet in and none out.
+    assert_eq!(value(&pairs, "Received"), "1", "{after}");
+    assert_eq!(value(&pairs, "Sent"), "0", "{after}");
+    // What is not a statistic stays.
+    assert_eq!(value(&pairs, "Node count"), (SYSTEM_NODES + 1).to_string());
+    let mntr = server.word("mntr").await;
+    let mntr: Vec<(&str, &str)> = mntr.lines().filter_map(|l| l.split_once('\t')).collect();
+    assert_eq!(value(&mntr, "zk_packets_received"), "2");
+    assert_eq!(value(&mntr, "zk_max_latency"), "0");
+    // Prometheus counters never go back (as with ZooKeeper's Prometheus provider).
+    assert!(server.metric("ensemble_packets_received_total").await >= prometheus_received + 3.0);
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crst_resets_every_connections_statistics() {
+    let server = TestServer::start(all_words()).await;
+    let client = server.client().await;
+    client.create("/c", b"x", &OPEN).await.expect("create");
+    client.get_data("/c").await.expect("get");
+    let sid = format!("sid=0x{:x},", client.session_id().0);
+    let session_fields = |cons: &str| -> Vec<(String, String)> {
+        let line = cons
+            .lines()
+            .find(|l| l.contains(&sid))
+            .unwrap_or_else(|| panic!("no {sid} in {cons}"));
+        line.split_once("](")
+            .and_then(|(_, f)| f.strip_suffix(')'))
+            .expect("fields")
+            .split(',')
+            .map(|f| {
+                let (k, v) = f.split_once('=').expect("k=v");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    };
+    let field = |fields: &[(String, String)], key: &str| -> String {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+    };
+    let before = session_fields(&server.word("cons").await);
+    assert!(field(&before, "recved").parse::<u64>().expect("n") >= 3);
+    let srvr_before = server.word("srvr").await;
+    let received_before: u64 = value(&colon_lines(&srvr_before), "Received")
+        .parse()
+        .expect("number");
+
+    assert_eq!(server.word("crst").await, "Connection stats reset.\n");
+    let after = session_fields(&server.word("cons").await);
+    // The session and the connection's identity stay.
+    for key in ["sid", "est", "to"] {
+        assert_eq!(field(&after, key), field(&before, key), "{key}");
+    }
+    if field(&after, "recved") == "0" {
+        let keys: Vec<&str> = after.iter().map(|(k, _)| k.as_str()).collect();
+        // No cxid is known any more: ZooKeeper leaves lcxid out then.
+        assert_eq!(
+            keys,
+            [
+                "queued", "recved", "sent", "sid", "lop", "est", "to", "lzxid", "lresp", "llat",
+                "minlat", "avglat", "maxlat"
+            ]
+        );
+        for (key, zero) in [
+            ("queued", "0"),
+            ("sent", "0"),
+            ("lop", "NA"),
+            ("lzxid", "0xffffffffffffffff"),
+            ("lresp", "0"),
+            ("llat", "0"),
+            ("minlat", "0"),
+            ("avglat", "0"),
+            ("maxlat", "0"),
+        ] {
+            assert_eq!(field(&after, key), zero, "{key} in {after:?}");
+        }
+    } else {
+        // The client pinged in between: that ping only.
+        assert_eq!(field(&after, "recved"), "1", "{after:?}");
+        assert!(["NA", "PING"].contains(&field(&after, "lop").as_str()));
+    }
+    // The server's totals are srst's, not crst's.
+    let srvr_after = server.word("srvr").await;
+    let received_after: u64 = value(&colon_lines(&srvr_after), "Received")
+        .parse()
+        .expect("number");
+    assert!(received_after > received_before, "{srvr_after}");
 
     drop(client);
     server.stop().await;

@@ -107,3 +107,6 @@ def test_conf(server):
 def test_word_outside_the_whitelist_is_refused(server):
     assert four_letter_word(server, "stat") == "stat is not executed because it is not in the whitelist.\n"
     assert four_letter_word(server, "envi") == "envi is not executed because it is not in the whitelist.\n"
+    # The words that reset statistics or dump sessions are not in the default whitelist either.
+    assert four_letter_word(server, "srst") == "srst is not executed because it is not in the whitelist.\n"
+    assert four_letter_word(server, "dump") == "dump is not executed because it is not in the whitelist.\n"

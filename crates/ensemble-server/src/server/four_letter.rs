@@ -7,19 +7,41 @@
 //! ZooKeeper's refusal text otherwise. Implemented, byte for byte in Apache
 //! ZooKeeper 3.9's formats (its `server/command/*Command.java` are the
 //! specification): `ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `isro`, `wchs`,
-//! `cons`, `dirs`. The mode is `standalone` for a member that is the whole
-//! ensemble, else `leader`, `follower` or `observer` (a learner), as in ZooKeeper;
-//! `mntr` adds the Raft view (term, commit and applied index, membership). Other known
-//! words (`dump`, `wchc`, `wchp`, `crst`, `srst`, `gtmk`, `stmk`, `hash`) say they
-//! are not implemented. Values come from [`super::stats`], the shared state (taken
-//! briefly, never together with the stats' locks) and the configured data directory.
+//! `cons`, `dirs`, `dump`, `wchc`, `wchp`, `crst`, `srst`. The mode is `standalone`
+//! for a member that is the whole ensemble, else `leader`, `follower` or `observer`
+//! (a learner), as in ZooKeeper; `mntr` adds the Raft view (term, commit and applied
+//! index, membership). The other known words (`gtmk`, `stmk`, `hash`) say they are
+//! not implemented.
+//!
+//! - `dump`: the session tracker (a leader's or standalone member's: its sessions
+//!   grouped by expiry time, rounded up to the next tick as ZooKeeper's
+//!   `ExpiryQueue` does; a learner's: every session and its timeout), the
+//!   ephemeral nodes by owning session, then the connections grouped by when they
+//!   would expire (ZooKeeper's NIO factory: the last I/O plus the session timeout,
+//!   or 10 s without a session, rounded up to 10 s). Times print as Java's
+//!   `Date.toString` does, in UTC.
+//! - `wchc` and `wchp`: the data watches (as in ZooKeeper, not the child ones) by
+//!   session and by path; a watcher is its connection's session (`0x0` without
+//!   one).
+//! - `crst` and `srst`: reset the connections' and the server's statistics (see
+//!   [`super::stats`]).
+//!
+//! A member that knows no leader (mode `looking`) answers these five with
+//! ZooKeeper's "not currently serving" line and changes nothing, as ZooKeeper's
+//! `isZKServerRunning` check does. ZooKeeper prints its hash maps in hash order;
+//! we print sessions, paths and connections sorted.
+//!
+//! Values come from [`super::stats`], the shared state (taken briefly, never
+//! together with the stats' locks) and the configured data directory.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::consensus::{Role, Status};
 
 use super::connection::lock;
+use super::state::{wall_ms, ConnId};
 use super::stats::ConnectionInfo;
 use super::Shared;
 
@@ -28,6 +50,14 @@ const KNOWN: [&str; 18] = [
     "ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "srst", "wchs", "wchc", "wchp",
     "mntr", "isro", "gtmk", "stmk", "hash", "dirs",
 ];
+
+/// ZooKeeper's answer when it does not serve (`AbstractFourLetterCommand.ZK_NOT_SERVING`).
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
+/// ZooKeeper's `zookeeper.nio.sessionlessCnxnTimeout` default: how long a
+/// connection without a session lives idle, and the width of the buckets its NIO
+/// factory groups connections' expiry times in.
+const SESSIONLESS_CONNECTION_TIMEOUT_MS: i64 = 10_000;
 
 /// The version the words and the admin port report. Tools read a ZooKeeper server's
 /// version as `major.minor.patch` followed by anything (kazoo's `server_version`
@@ -91,8 +121,250 @@ pub(crate) fn answer(word: &str, shared: &Shared) -> String {
         "wchs" => watch_summary(shared),
         "cons" => connections(shared),
         "dirs" => dirs(shared),
+        "dump" => dump(shared),
+        "wchc" => watches(shared, false),
+        "wchp" => watches(shared, true),
+        "crst" => reset_connections(shared),
+        "srst" => reset_server(shared),
         other => format!("{other} is not implemented by this server.\n"),
     }
+}
+
+/// The member's mode, unless it knows no leader: ZooKeeper's `isZKServerRunning`.
+fn serving_mode(shared: &Shared) -> Option<&'static str> {
+    consensus_status(shared)
+        .map(|status| mode(&status))
+        .filter(|mode| *mode != "looking")
+}
+
+/// What `dump` says of the sessions: a leader's (or a standalone member's) session
+/// tracker knows when each session expires, a learner's only its timeout.
+#[derive(Debug, Clone, PartialEq)]
+enum SessionDump {
+    /// `SessionTrackerImpl`: session names (`0x<id>`) by wall-clock expiry time.
+    Expiring(BTreeMap<i64, Vec<String>>),
+    /// `LearnerSessionTracker`: every session and its timeout in milliseconds.
+    Global(Vec<(i64, i32)>),
+}
+
+/// ZooKeeper's `ExpiryQueue.roundToNextInterval`: the next multiple of `interval`
+/// strictly after `time`.
+fn next_interval(time: i64, interval: i64) -> i64 {
+    (time.div_euclid(interval) + 1) * interval
+}
+
+/// `dump` (`DumpCommand`): sessions, ephemerals, connections; see the module contract.
+fn dump(shared: &Shared) -> String {
+    let Some(mode) = serving_mode(shared) else {
+        return NOT_SERVING.to_owned();
+    };
+    let tick = i64::from(shared.config.tick_time_ms.max(1));
+    let (sessions, ephemerals) = {
+        let state = lock(&shared.state);
+        let sessions = if matches!(mode, "standalone" | "leader") {
+            // Deadlines are on the state's monotonic clock; ZooKeeper rounds on its
+            // monotonic clock too, then prints the wall-clock time it corresponds to.
+            let to_wall = wall_ms() - state.now_ms();
+            let mut sets: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+            for session in state.sessions.iter() {
+                sets.entry(next_interval(session.deadline_ms, tick) + to_wall)
+                    .or_default()
+                    .push(format!("0x{:x}", session.id));
+            }
+            SessionDump::Expiring(sets)
+        } else {
+            SessionDump::Global(
+                state
+                    .tree
+                    .sessions()
+                    .iter()
+                    .map(|(id, timeout)| (*id, *timeout))
+                    .collect(),
+            )
+        };
+        let ephemerals: Vec<(i64, Vec<String>)> = state
+            .tree
+            .ephemerals_by_session()
+            .iter()
+            .map(|(id, paths)| (*id, paths.iter().cloned().collect()))
+            .collect();
+        (sessions, ephemerals)
+    };
+    let mut connections: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for info in shared.stats.connections() {
+        let (session, timeout) = info
+            .session
+            .as_ref()
+            .map_or((0, SESSIONLESS_CONNECTION_TIMEOUT_MS), |s| {
+                (s.id, i64::from(s.timeout_ms))
+            });
+        connections
+            .entry(next_interval(
+                info.last_io_ms.saturating_add(timeout),
+                SESSIONLESS_CONNECTION_TIMEOUT_MS,
+            ))
+            .or_default()
+            // `NIOServerCnxn.toString`.
+            .push(format!("ip: /{} sessionId: 0x{session:x}", info.peer));
+    }
+    format_dump(&sessions, &ephemerals, &connections)
+}
+
+/// `dump`'s text from its parts.
+fn format_dump(
+    sessions: &SessionDump,
+    ephemerals: &[(i64, Vec<String>)],
+    connections: &BTreeMap<i64, Vec<String>>,
+) -> String {
+    let mut out = String::from("SessionTracker dump:\n");
+    match sessions {
+        SessionDump::Expiring(sets) => {
+            out.push_str("Session ");
+            expiry_queue(&mut out, sets);
+        }
+        SessionDump::Global(sessions) => {
+            let _ = writeln!(out, "Global Sessions({}):", sessions.len());
+            for (id, timeout) in sessions {
+                let _ = writeln!(out, "0x{id:x}\t{timeout}ms");
+            }
+        }
+    }
+    // `DataTree.dumpEphemerals`.
+    out.push_str("ephemeral nodes dump:\n");
+    let _ = writeln!(out, "Sessions with Ephemerals ({}):", ephemerals.len());
+    for (id, paths) in ephemerals {
+        let _ = writeln!(out, "0x{id:x}:");
+        for path in paths {
+            let _ = writeln!(out, "\t{path}");
+        }
+    }
+    // `NIOServerCnxnFactory.dumpConnections`.
+    out.push_str("Connections dump:\nConnections ");
+    expiry_queue(&mut out, connections);
+    out
+}
+
+/// `ExpiryQueue.dump`: the number of expiry times and of elements, then each time
+/// with its elements, tab-indented.
+fn expiry_queue(out: &mut String, sets: &BTreeMap<i64, Vec<String>>) {
+    let elements: usize = sets.values().map(Vec::len).sum();
+    let _ = writeln!(out, "Sets ({})/({elements}):", sets.len());
+    for (at_ms, names) in sets {
+        let _ = writeln!(out, "{} expire at {}:", names.len(), java_date(*at_ms));
+        for name in names {
+            let _ = writeln!(out, "\t{name}");
+        }
+    }
+}
+
+/// A wall-clock time in milliseconds as Java's `Date.toString` prints it
+/// (`EEE MMM dd HH:mm:ss zzz yyyy`), in UTC: the JVM uses its default time zone,
+/// and without a time zone database UTC is the one we can name truthfully.
+fn java_date(ms: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = ms.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[usize::try_from((days + 4).rem_euclid(7)).unwrap_or(0)];
+    // The proleptic Gregorian date of a day count (Howard Hinnant's `civil_from_days`).
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * march_month + 2) / 5 + 1;
+    let month = if march_month < 10 {
+        march_month + 3
+    } else {
+        march_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let month = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    format!(
+        "{weekday} {month} {day:02} {:02}:{:02}:{:02} UTC {year}",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
+}
+
+/// A watcher in `wchc`/`wchp`: its connection's session (0 without one) and, since
+/// ZooKeeper's watchers are connections, the connection.
+type Watcher = (i64, ConnId);
+
+/// `wchc` (`by_path` false) and `wchp` (`WatchCommand`, `WatchManager.dumpWatches`
+/// on the data watches, then an empty line).
+fn watches(shared: &Shared, by_path: bool) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    let pairs: Vec<(String, ConnId)> = lock(&shared.state)
+        .watches
+        .data_watches()
+        .map(|(path, conn)| (path.to_owned(), *conn))
+        .collect();
+    // A connection missing here closed since: its watches are gone too by now.
+    let sessions = shared.stats.session_ids();
+    let watches: Vec<(String, Watcher)> = pairs
+        .into_iter()
+        .filter_map(|(path, conn)| Some((path, (*sessions.get(&conn)?, conn))))
+        .collect();
+    format_watches(&watches, by_path)
+}
+
+/// `wchc`/`wchp`'s text from (path, watcher) pairs.
+fn format_watches(watches: &[(String, Watcher)], by_path: bool) -> String {
+    let mut out = String::new();
+    if by_path {
+        let mut paths: BTreeMap<&str, BTreeSet<Watcher>> = BTreeMap::new();
+        for (path, watcher) in watches {
+            paths.entry(path).or_default().insert(*watcher);
+        }
+        for (path, watchers) in paths {
+            let _ = writeln!(out, "{path}");
+            for (session, _) in watchers {
+                let _ = writeln!(out, "\t0x{session:x}");
+            }
+        }
+    } else {
+        let mut watchers: BTreeMap<Watcher, BTreeSet<&str>> = BTreeMap::new();
+        for (path, watcher) in watches {
+            watchers.entry(*watcher).or_default().insert(path);
+        }
+        for ((session, _), paths) in watchers {
+            let _ = writeln!(out, "0x{session:x}");
+            for path in paths {
+                let _ = writeln!(out, "\t{path}");
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// `crst` (`CnxnStatResetCommand`).
+fn reset_connections(shared: &Shared) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    shared.stats.reset_connections();
+    "Connection stats reset.\n".to_owned()
+}
+
+/// `srst` (`StatResetCommand`). A ZooKeeper leader also resets its proposal
+/// statistics; we keep none.
+fn reset_server(shared: &Shared) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    shared.stats.reset();
+    "Server stats reset.\n".to_owned()
 }
 
 /// `srvr` and `stat` (`StatCommand`, `ServerStats.toString`); `stat` also lists clients.
@@ -472,6 +744,7 @@ mod tests {
             queued: 0,
             received: 3,
             sent: 2,
+            last_io_ms: 1_700_000_000_000,
             session: None,
         };
         let mut out = String::new();
@@ -501,6 +774,100 @@ mod tests {
              est=1700000000000,to=30000,lzxid=0xffffffffffffffff,lresp=1700000000005,\
              llat=1,minlat=0,avglat=0,maxlat=1)"
         );
+    }
+
+    #[test]
+    fn dates_print_as_java_prints_them_in_utc() {
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        assert_eq!(java_date(-1), "Wed Dec 31 23:59:59 UTC 1969");
+        assert_eq!(java_date(1_700_000_000_999), "Tue Nov 14 22:13:20 UTC 2023");
+        assert_eq!(java_date(1_709_208_000_000), "Thu Feb 29 12:00:00 UTC 2024");
+    }
+
+    #[test]
+    fn expiry_times_round_up_past_the_interval() {
+        assert_eq!(next_interval(0, 2_000), 2_000);
+        assert_eq!(next_interval(1_999, 2_000), 2_000);
+        assert_eq!(next_interval(2_000, 2_000), 4_000);
+    }
+
+    #[test]
+    fn dump_as_a_leader_does() {
+        let sessions = SessionDump::Expiring(BTreeMap::from([
+            (
+                1_700_000_010_000,
+                vec!["0x100".to_owned(), "0x101".to_owned()],
+            ),
+            (1_700_000_020_000, vec!["0x1ab".to_owned()]),
+        ]));
+        let ephemerals = vec![
+            (0x100, vec!["/a/e1".to_owned(), "/b".to_owned()]),
+            (0x1ab, vec!["/e".to_owned()]),
+        ];
+        let connections = BTreeMap::from([(
+            1_700_000_020_000,
+            vec![
+                "ip: /127.0.0.1:5000 sessionId: 0x0".to_owned(),
+                "ip: /127.0.0.1:5001 sessionId: 0x100".to_owned(),
+            ],
+        )]);
+        assert_eq!(
+            format_dump(&sessions, &ephemerals, &connections),
+            "SessionTracker dump:\n\
+             Session Sets (2)/(3):\n\
+             2 expire at Tue Nov 14 22:13:30 UTC 2023:\n\
+             \t0x100\n\
+             \t0x101\n\
+             1 expire at Tue Nov 14 22:13:40 UTC 2023:\n\
+             \t0x1ab\n\
+             ephemeral nodes dump:\n\
+             Sessions with Ephemerals (2):\n\
+             0x100:\n\
+             \t/a/e1\n\
+             \t/b\n\
+             0x1ab:\n\
+             \t/e\n\
+             Connections dump:\n\
+             Connections Sets (1)/(2):\n\
+             2 expire at Tue Nov 14 22:13:40 UTC 2023:\n\
+             \tip: /127.0.0.1:5000 sessionId: 0x0\n\
+             \tip: /127.0.0.1:5001 sessionId: 0x100\n"
+        );
+    }
+
+    #[test]
+    fn dump_as_a_learner_does() {
+        // Sorted as ZooKeeper's `TreeSet<Long>` sorts: signed.
+        let sessions = SessionDump::Global(vec![(-2, 4_000), (0x100, 30_000)]);
+        assert_eq!(
+            format_dump(&sessions, &[], &BTreeMap::new()),
+            "SessionTracker dump:\n\
+             Global Sessions(2):\n\
+             0xfffffffffffffffe\t4000ms\n\
+             0x100\t30000ms\n\
+             ephemeral nodes dump:\n\
+             Sessions with Ephemerals (0):\n\
+             Connections dump:\n\
+             Connections Sets (0)/(0):\n"
+        );
+    }
+
+    #[test]
+    fn watches_by_session_and_by_path() {
+        let watches = vec![
+            ("/b".to_owned(), (0x200, 2)),
+            ("/a".to_owned(), (0x100, 1)),
+            ("/a".to_owned(), (0x200, 2)),
+        ];
+        assert_eq!(
+            format_watches(&watches, false),
+            "0x100\n\t/a\n0x200\n\t/a\n\t/b\n\n"
+        );
+        assert_eq!(
+            format_watches(&watches, true),
+            "/a\n\t0x100\n\t0x200\n/b\n\t0x200\n\n"
+        );
+        assert_eq!(format_watches(&[], false), "\n");
     }
 
     #[test]

@@ -15,7 +15,17 @@
 //! mutex per reply; the connection table's mutex is taken on connect, disconnect and
 //! when a word or scrape lists connections. Latencies are whole milliseconds, as
 //! ZooKeeper reports them, and seconds in the histogram. As in ZooKeeper, a
-//! four-letter word counts as one received packet and its text reply as none.
+//! four-letter word counts as one received packet and its text reply as none. Each
+//! frame read or written also stamps the connection's last I/O time, from which
+//! `dump` tells when ZooKeeper would expire the connection.
+//!
+//! Resets, for `srst` and `crst`: [`ServerStats::reset`] zeroes what ZooKeeper's
+//! `ServerStats.reset` does (the latency min/avg/max and the packet counts that
+//! [`ServerStats::summary`] reports); the Prometheus metrics stay monotonic, as
+//! ZooKeeper's Prometheus provider leaves them, so a scrape never sees a counter go
+//! back. [`ServerStats::reset_connections`] zeroes every live connection's packet
+//! counts and last-response figures (ZooKeeper's `ServerCnxn.resetStats`), but not
+//! its requests in flight.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -72,6 +82,16 @@ impl Latency {
         }
     }
 
+    /// Back to empty (ZooKeeper's `AvgMinMaxCounter.reset`). A request finishing
+    /// meanwhile may count before or after the reset, or partly: the figures are
+    /// statistics, not accounts.
+    fn reset(&self) {
+        self.min.store(u64::MAX, Ordering::Relaxed);
+        self.max.store(0, Ordering::Relaxed);
+        self.total.store(0, Ordering::Relaxed);
+        self.count.store(0, Ordering::Relaxed);
+    }
+
     fn add(&self, ms: u64) {
         self.min.fetch_min(ms, Ordering::Relaxed);
         self.max.fetch_max(ms, Ordering::Relaxed);
@@ -109,6 +129,9 @@ pub(crate) struct ServerStats {
     started: Instant,
     phase: AtomicU8,
     totals: Arc<Totals>,
+    /// The packet counters' values at the last reset: the summary counts from them.
+    received_at_reset: AtomicU64,
+    sent_at_reset: AtomicU64,
     connections: Mutex<BTreeMap<ConnId, Arc<ConnectionStats>>>,
 }
 
@@ -147,6 +170,8 @@ impl ServerStats {
                 requests: Family::default(),
                 request_seconds: Histogram::new(buckets),
             }),
+            received_at_reset: AtomicU64::new(0),
+            sent_at_reset: AtomicU64::new(0),
             connections: Mutex::new(BTreeMap::new()),
         }
     }
@@ -165,9 +190,11 @@ impl ServerStats {
 
     /// Starts the record of a new connection.
     pub fn open_connection(&self, id: ConnId, peer: SocketAddr) -> Arc<ConnectionStats> {
+        let now = wall_ms();
         let record = Arc::new(ConnectionStats {
             peer,
-            established_ms: wall_ms(),
+            established_ms: now,
+            last_io_ms: AtomicI64::new(now),
             four_letter: AtomicBool::new(false),
             session_id: AtomicI64::new(0),
             session_timeout_ms: AtomicI32::new(0),
@@ -192,8 +219,34 @@ impl ServerStats {
         records.iter().map(|r| r.info()).collect()
     }
 
+    /// Each live connection's session id, 0 for one without a session.
+    pub fn session_ids(&self) -> BTreeMap<ConnId, i64> {
+        locked(&self.connections)
+            .iter()
+            .map(|(id, r)| (*id, r.session_id.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     pub fn connection_count(&self) -> usize {
         locked(&self.connections).len()
+    }
+
+    /// `srst`: see the module contract.
+    pub fn reset(&self) {
+        self.totals.latency.reset();
+        self.received_at_reset
+            .store(self.totals.packets_received.get(), Ordering::Relaxed);
+        self.sent_at_reset
+            .store(self.totals.packets_sent.get(), Ordering::Relaxed);
+    }
+
+    /// `crst`: see the module contract.
+    pub fn reset_connections(&self) {
+        let records: Vec<Arc<ConnectionStats>> =
+            locked(&self.connections).values().cloned().collect();
+        for record in records {
+            record.reset();
+        }
     }
 
     pub fn summary(&self) -> Summary {
@@ -202,8 +255,16 @@ impl ServerStats {
             min_latency_ms: min,
             avg_latency_ms: avg,
             max_latency_ms: max,
-            packets_received: self.totals.packets_received.get(),
-            packets_sent: self.totals.packets_sent.get(),
+            packets_received: self
+                .totals
+                .packets_received
+                .get()
+                .saturating_sub(self.received_at_reset.load(Ordering::Relaxed)),
+            packets_sent: self
+                .totals
+                .packets_sent
+                .get()
+                .saturating_sub(self.sent_at_reset.load(Ordering::Relaxed)),
             outstanding: u64::try_from(self.totals.outstanding.get()).unwrap_or(0),
             connections: self.connection_count(),
             uptime: self.started.elapsed(),
@@ -267,6 +328,8 @@ impl Default for LastResponse {
 pub(crate) struct ConnectionStats {
     peer: SocketAddr,
     established_ms: i64,
+    /// Wall-clock milliseconds of the last frame read or written.
+    last_io_ms: AtomicI64,
     four_letter: AtomicBool,
     session_id: AtomicI64,
     session_timeout_ms: AtomicI32,
@@ -287,6 +350,9 @@ pub(crate) struct ConnectionInfo {
     pub queued: u64,
     pub received: u64,
     pub sent: u64,
+    /// Wall-clock milliseconds of the last frame read or written (at first, when the
+    /// connection was accepted).
+    pub last_io_ms: i64,
     /// Present once the connection has a session.
     pub session: Option<SessionInfo>,
 }
@@ -318,6 +384,7 @@ impl ConnectionStats {
     pub fn frame_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
         self.totals.packets_received.inc();
+        self.last_io_ms.store(wall_ms(), Ordering::Relaxed);
     }
 
     /// The connection carries a four-letter word (one packet) and nothing else.
@@ -332,6 +399,14 @@ impl ConnectionStats {
             self.sent.fetch_add(1, Ordering::Relaxed);
             self.totals.packets_sent.inc();
         }
+        self.last_io_ms.store(wall_ms(), Ordering::Relaxed);
+    }
+
+    /// `crst` for this connection: see the module contract.
+    fn reset(&self) {
+        self.received.store(0, Ordering::Relaxed);
+        self.sent.store(0, Ordering::Relaxed);
+        *locked(&self.last) = LastResponse::default();
     }
 
     pub fn session_attached(&self, session_id: i64, timeout_ms: i32) {
@@ -378,6 +453,7 @@ impl ConnectionStats {
             queued: self.outstanding.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
+            last_io_ms: self.last_io_ms.load(Ordering::Relaxed),
             session,
         }
     }
@@ -643,6 +719,76 @@ mod tests {
             latency.add(ms);
         }
         assert_eq!(latency.snapshot(), (1, 1.3333, 2));
+    }
+
+    #[test]
+    fn a_server_reset_zeroes_the_summary_but_not_the_metrics() {
+        let stats = ServerStats::new();
+        let conn = stats.open_connection(1, peer());
+        conn.frame_received();
+        conn.begin(OpCode::GetData)
+            .finish(&reply(1, 5, ErrorCode::Ok));
+        conn.frame_sent();
+        stats.reset();
+        let summary = stats.summary();
+        assert_eq!(
+            (
+                summary.packets_received,
+                summary.packets_sent,
+                summary.min_latency_ms,
+                summary.avg_latency_ms,
+                summary.max_latency_ms
+            ),
+            (0, 0, 0, 0.0, 0)
+        );
+        // Prometheus counters never go back.
+        assert_eq!(stats.packets_received_metric().get(), 1);
+        assert_eq!(stats.packets_sent_metric().get(), 1);
+        // The connection's own figures are crst's business.
+        assert_eq!(stats.connections()[0].received, 1);
+        conn.frame_received();
+        assert_eq!(stats.summary().packets_received, 1);
+    }
+
+    #[test]
+    fn a_connection_reset_zeroes_counts_and_the_last_response() {
+        let stats = ServerStats::new();
+        let conn = stats.open_connection(1, peer());
+        conn.session_attached(0x42, 10_000);
+        conn.frame_received();
+        conn.begin(OpCode::Create)
+            .finish(&reply(3, 7, ErrorCode::Ok));
+        conn.frame_sent();
+        let waiting = conn.begin(OpCode::GetData);
+        stats.reset_connections();
+        let info = &stats.connections()[0];
+        // Requests in flight are not statistics: they stay.
+        assert_eq!((info.received, info.sent, info.queued), (0, 0, 1));
+        let session = info.session.clone().expect("session");
+        assert_eq!(session.id, 0x42);
+        assert_eq!(session.timeout_ms, 10_000);
+        assert_eq!(
+            (
+                session.last_op,
+                session.last_cxid,
+                session.last_zxid,
+                session.last_response_ms
+            ),
+            ("NA", None, -1, 0)
+        );
+        assert_eq!(
+            (
+                session.last_latency_ms,
+                session.min_latency_ms,
+                session.avg_latency_ms,
+                session.max_latency_ms
+            ),
+            (0, 0, 0, 0)
+        );
+        // Server totals are srst's business.
+        assert_eq!(stats.summary().packets_received, 1);
+        drop(waiting);
+        assert_eq!(stats.session_ids(), BTreeMap::from([(1, 0x42)]));
     }
 
     #[test]

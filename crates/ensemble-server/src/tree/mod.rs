@@ -278,6 +278,12 @@ impl DataTree {
             .unwrap_or_default()
     }
 
+    /// Every session that owns ephemeral nodes, with their paths, both sorted
+    /// (ZooKeeper's `dump`).
+    pub fn ephemerals_by_session(&self) -> &BTreeMap<i64, BTreeSet<String>> {
+        &self.ephemerals
+    }
+
     /// Live sessions and their timeouts in milliseconds.
     pub fn sessions(&self) -> &BTreeMap<i64, i32> {
         &self.sessions
