@@ -216,7 +216,7 @@ pub struct ServerSettings {
 
     /// Four-letter words answered on the client port (ZooKeeper's `4lw.commands.whitelist`).
     #[serde(default = "default_four_letter_words")]
-    #[schemars(length(max = 10))]
+    #[schemars(length(max = 15))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub four_letter_words: Vec<FourLetterWord>,
 
@@ -283,6 +283,11 @@ pub enum FourLetterWord {
     Wchs,
     Cons,
     Dirs,
+    Dump,
+    Wchc,
+    Wchp,
+    Crst,
+    Srst,
 }
 
 impl FourLetterWord {
@@ -298,6 +303,11 @@ impl FourLetterWord {
             Self::Wchs => "wchs",
             Self::Cons => "cons",
             Self::Dirs => "dirs",
+            Self::Dump => "dump",
+            Self::Wchc => "wchc",
+            Self::Wchp => "wchp",
+            Self::Crst => "crst",
+            Self::Srst => "srst",
         }
     }
 }
