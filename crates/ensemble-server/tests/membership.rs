@@ -324,6 +324,25 @@ async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
         "{removed}"
     );
     assert_eq!(two.http("DELETE", "/members/1", true, "").await.0, 404);
+    // The founder saw the change begin: it stops serving at once, rather than once
+    // it notices (after an election timeout and more) that no leader talks to it.
+    let (code, reason) = one.http("GET", "/readyz", false, "").await;
+    assert_eq!(code, 503, "{reason}");
+    assert!(
+        reason.contains("being removed") || reason.contains("not in the membership"),
+        "{reason}"
+    );
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&one.client.to_string()),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a member being removed opened a session"
+    );
 
     let writer = two.client().await;
     writer

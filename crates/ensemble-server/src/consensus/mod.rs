@@ -106,7 +106,7 @@ mod suite_tests;
 mod transport;
 mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,6 +177,10 @@ pub struct Membership {
     pub voters: BTreeMap<MemberId, String>,
     /// Learners and their peer addresses.
     pub learners: BTreeMap<MemberId, String>,
+    /// Voters that a change in progress removes (they are in `voters` until it
+    /// completes). A removed member may never see the change complete, as the leader
+    /// stops replicating to it, but it does see this first half.
+    pub leaving: BTreeSet<MemberId>,
 }
 
 /// A member's view of consensus.

@@ -55,6 +55,9 @@ pub(crate) fn membership_view(stored: &StoredMembership) -> Membership {
         version: stored.log_id().as_ref().map_or(0, |id| id.index),
         ..Membership::default()
     };
+    if let [.., last] = inner.get_joint_config().as_slice() {
+        membership.leaving = voter_ids.difference(last).copied().collect();
+    }
     for (id, node) in inner.nodes() {
         if voter_ids.contains(id) {
             membership.voters.insert(*id, node.addr.clone());
@@ -162,5 +165,41 @@ mod tests {
         let old = encode(&Plain(bytes.clone())).unwrap();
         assert_eq!(encode(&Command(bytes.clone())).unwrap(), old);
         assert_eq!(decode::<Command>(&old).unwrap(), Command(bytes));
+    }
+
+    fn view(configs: Vec<Vec<MemberId>>, learners: &[MemberId]) -> Membership {
+        let configs: Vec<std::collections::BTreeSet<MemberId>> = configs
+            .into_iter()
+            .map(|c| c.into_iter().collect())
+            .collect();
+        let nodes: std::collections::BTreeMap<MemberId, openraft::BasicNode> = configs
+            .iter()
+            .flatten()
+            .chain(learners)
+            .map(|id| (*id, openraft::BasicNode::new(format!("m{id}:2888"))))
+            .collect();
+        let inner = openraft::Membership::new(configs, nodes).unwrap();
+        membership_view(&StoredMembership::new(None, inner))
+    }
+
+    #[test]
+    fn the_voters_a_change_in_progress_removes_are_leaving() {
+        let settled = view(vec![vec![1, 2, 3]], &[4]);
+        assert_eq!(
+            settled.voters.keys().copied().collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(settled.learners.keys().copied().collect::<Vec<_>>(), [4]);
+        assert!(settled.leaving.is_empty());
+
+        let removing = view(vec![vec![1, 2, 3], vec![1, 2]], &[]);
+        assert_eq!(
+            removing.voters.keys().copied().collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(removing.leaving.into_iter().collect::<Vec<_>>(), [3]);
+
+        let adding = view(vec![vec![1, 2], vec![1, 2, 3]], &[]);
+        assert!(adding.leaving.is_empty());
     }
 }

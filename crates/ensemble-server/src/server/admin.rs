@@ -121,6 +121,9 @@ fn not_ready(status: &Status, has_secret: bool) -> Option<String> {
         Role::Stopped => return Some("consensus stopped".into()),
         _ => {}
     }
+    if status.membership.leaving.contains(&status.id) {
+        return Some("being removed from the membership".into());
+    }
     if status.leader.is_none() {
         return Some("no leader is known".into());
     }

@@ -196,10 +196,13 @@ impl Connection {
             Err(e) => return Stop::Close(format!("malformed connect request: {e}")),
         };
         let mut state = lock(&self.shared.state);
-        let leader = state.consensus().and_then(|c| c.status().leader);
-        if leader.is_none() || state.tree.secret().is_none() {
+        let status = state.consensus().map(|c| c.status());
+        if status.as_ref().and_then(|s| s.leader).is_none() || state.tree.secret().is_none() {
             // Like a ZooKeeper member outside a quorum: the client tries another.
             return Stop::Close("no leader is known; not serving clients".into());
+        }
+        if status.is_some_and(|s| s.membership.leaving.contains(&s.id)) {
+            return Stop::Close("this member is being removed; not serving clients".into());
         }
         if request.last_zxid_seen > state.tree.last_zxid() {
             // The client has seen a newer state than ours (ZooKeeper refuses too).

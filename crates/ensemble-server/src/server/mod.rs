@@ -31,8 +31,13 @@
 //! ZooKeeper follower that lost its leader does (its clients move to a member
 //! that can serve them).
 //!
-//! On shutdown, accepting stops, every connection closes, consensus stops and
-//! `serve` returns. Sessions are not closed: they live in the replicated data and
+//! A member that a membership change removes refuses new sessions and closes its
+//! client connections as soon as it sees the change begin (it may never see the
+//! change end, as the leader stops replicating to it).
+//!
+//! On shutdown (SIGINT or SIGTERM from the command line), accepting stops, a
+//! leader hands its leadership to the most caught-up voter, every connection
+//! closes, consensus stops and `serve` returns. Sessions are not closed: they live in the replicated data and
 //! a client may resume its session (and keep its ephemerals) on any member until
 //! it expires; a restart, rolling or not, must not drop every client's ephemerals.
 
@@ -428,14 +433,20 @@ async fn follow_consensus(
                 if changed.is_err() {
                     return;
                 }
-                let (version, role) = {
+                let (version, role, leaving) = {
                     let status = status.borrow_and_update();
-                    (status.membership.version, status.role)
+                    let leaving = status.membership.leaving.contains(&status.id);
+                    (status.membership.version, status.role, leaving)
                 };
                 let mut state = lock(&shared.state);
                 if version != membership_version {
                     membership_version = version;
                     state.membership_changed(version);
+                    if leaving {
+                        // Its clients move to members that stay, now rather than
+                        // once this member notices that no leader talks to it.
+                        state.close_all_connections();
+                    }
                 }
                 if role != last_role {
                     // A new leader takes over session expiry at once.
@@ -466,6 +477,31 @@ async fn follow_consensus(
             }
             (None, Some(_)) => {}
         }
+    }
+}
+
+/// How long a stopping leader tries to hand its leadership over.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A leader that stops moves its leadership to the voter that has most of its log,
+/// so that writes find a leader at once (the others would elect one within tens of
+/// milliseconds anyway, once this member's connections close; see consensus).
+async fn hand_over_leadership(consensus: &Consensus) {
+    let status = consensus.status();
+    if status.role != Role::Leader {
+        return;
+    }
+    let successor = status
+        .membership
+        .voters
+        .keys()
+        .filter(|&&id| id != status.id && !status.membership.leaving.contains(&id))
+        .max_by_key(|id| status.matched.get(id).copied().unwrap_or(0));
+    let Some(&to) = successor else { return };
+    match tokio::time::timeout(HAND_OVER_TIMEOUT, consensus.transfer_leadership(to)).await {
+        Ok(Ok(())) => tracing::info!(to, "stopping: handed leadership over"),
+        Ok(Err(e)) => tracing::warn!(to, error = %e, "stopping: could not hand leadership over"),
+        Err(_) => tracing::warn!(to, "stopping: handing leadership over timed out"),
     }
 }
 
@@ -569,6 +605,9 @@ async fn serve(
     };
 
     shared.stats.set_phase(Phase::Stopping);
+    if result.is_ok() {
+        hand_over_leadership(&consensus).await;
+    }
     connections.cancel();
     tracker.close();
     tracker.wait().await;

@@ -291,6 +291,7 @@ mod tests {
                 (3, "c:2888".to_owned()),
             ]),
             learners: BTreeMap::from([(4, "d:2888;d:2181".to_owned())]),
+            ..Membership::default()
         }
     }
 
