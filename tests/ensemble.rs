@@ -4,7 +4,7 @@
 //! Each test writes its members' configurations (ZooKeeper's `server.<id>` lines)
 //! into a temporary directory, starts every member as its own process, finds the
 //! leader through the admin port's `/status`, and kills and restarts members as a
-//! crash would. Member logs go to `member-<id>.log` in that directory.
+//! crash would (or stops them with SIGTERM, as Kubernetes does). Member logs go to `member-<id>.log` in that directory.
 
 mod support;
 
@@ -114,6 +114,22 @@ impl Cluster {
         if let Some(mut child) = self.running.remove(&id) {
             child.kill().expect("kill -9");
             child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod: the member's exit status, once it exits.
+    fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
+        let mut child = self.running.remove(&id).expect("a running member");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child, with a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "member {id} ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -434,6 +450,35 @@ async fn a_member_alone_refuses_clients_and_the_majority_goes_on() {
         .create("/after", b"", &OPEN)
         .await
         .expect("the majority writes");
+}
+
+/// SIGTERM stops a member cleanly: a leader hands its leadership to another member
+/// before it exits, with success, and what it acknowledged stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_by_sigterm_hands_over_and_exits_cleanly() {
+    let mut cluster = Cluster::start("sigterm", 3);
+    let leader = cluster.wait_for_leader();
+    let client = connect(&cluster.addr(leader)).await;
+    client
+        .create("/before", b"acknowledged", &OPEN)
+        .await
+        .expect("create");
+    drop(client);
+
+    let status = tokio::task::block_in_place(|| cluster.terminate(leader));
+    assert!(status.success(), "member {leader} exited with {status}");
+    let log = std::fs::read_to_string(cluster.dir.join(format!("member-{leader}.log")))
+        .expect("member log");
+    assert!(
+        log.contains("stopping: handed leadership over"),
+        "member {leader} did not hand over:\n{log}"
+    );
+    let successor = tokio::task::block_in_place(|| cluster.wait_for_leader());
+    assert_ne!(successor, leader);
+    assert_eq!(
+        read_on(&cluster, successor, "/before").await.as_deref(),
+        Some(&b"acknowledged"[..])
+    );
 }
 
 /// Whether, within `limit`, a member stops accepting ZooKeeper sessions.

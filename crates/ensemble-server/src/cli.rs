@@ -116,15 +116,33 @@ pub enum CliError {
     Server(#[from] ServerError),
 }
 
-/// A token cancelled by Ctrl-C.
-fn ctrl_c_token() -> CancellationToken {
+/// A token cancelled by SIGINT (Ctrl-C) or SIGTERM (how Kubernetes and most
+/// supervisors stop a process): either stops the server gracefully.
+fn stop_token() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        // If the signal cannot be installed, serving on until killed is the best option.
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
+        use tokio::signal::unix::{signal, SignalKind};
+        // A signal that cannot be installed is never received: serving on until
+        // killed is the best option then.
+        let interrupt = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let terminate = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut terminate) => {
+                    terminate.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = interrupt => {}
+            () = terminate => {}
         }
+        cancel.cancel();
     });
     token
 }
@@ -188,7 +206,7 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
         admin,
         peer: None,
     };
-    member.serve(listeners, ctrl_c_token()).await?;
+    member.serve(listeners, stop_token()).await?;
     Ok(())
 }
 
@@ -238,7 +256,7 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
         admin: Some(admin),
         peer: None,
     };
-    member.serve(listeners, ctrl_c_token()).await?;
+    member.serve(listeners, stop_token()).await?;
     Ok(())
 }
 
@@ -330,7 +348,7 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
     for port in &admin_ports {
         eprintln!("admin: http://127.0.0.1:{port}");
     }
-    let stop = ctrl_c_token();
+    let stop = stop_token();
     let mut waits: tokio::task::JoinSet<(u16, String)> = tokio::task::JoinSet::new();
     for (id, mut child) in children {
         let stop = stop.clone();
@@ -338,7 +356,13 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
             let status = tokio::select! {
                 status = child.wait() => status,
                 () = stop.cancelled() => {
-                    // The members got the same Ctrl-C; give them time to stop.
+                    // Ctrl-C reached the members too, SIGTERM only this process: pass
+                    // it on, and give them time to stop.
+                    if let Some(pid) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+                        // SAFETY: kill(2) with a child's pid and a valid signal number
+                        // touches no memory of this process.
+                        unsafe { libc::kill(pid, libc::SIGTERM) };
+                    }
                     match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
                         Ok(status) => status,
                         Err(_) => {
