@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ensemble::api::{MemberRole, Phase};
 use ensemble::controller::build;
@@ -151,6 +152,23 @@ fn a_converged_cluster_plans_nothing_and_keeps_its_status() {
         "an unchanged status is not rewritten, even later"
     );
     assert!(later.events.is_empty());
+    assert_eq!(later.requeue_after, Duration::from_secs(60));
+}
+
+#[test]
+fn a_ready_member_without_a_report_is_looked_at_again_soon() {
+    let cfg = config();
+    let mut observed = converged(&cfg, 3);
+    observed.reports.remove("zk-2");
+    let plan = plan(&cfg, &observed, None, &at(0));
+    let status = plan.status.expect("status");
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(status.members[2].role, MemberRole::Unknown);
+    assert!(
+        plan.requeue_after < Duration::from_secs(10),
+        "{:?}",
+        plan.requeue_after
+    );
 }
 
 #[test]

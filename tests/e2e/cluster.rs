@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ensemble::api::{CoordinationCluster, CoordinationClusterStatus, Phase};
+use ensemble::api::{CoordinationCluster, CoordinationClusterStatus, MemberRole, Phase};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -57,7 +57,7 @@ impl TestCluster {
     pub async fn wait_available(&self, replicas: i32) -> CoordinationClusterStatus {
         wait::until(
             &format!(
-                "cc/{} in {} is Running and Available with {replicas} ready members",
+                "cc/{} in {} is Running and Available with {replicas} ready members of known roles",
                 self.name, self.namespace
             ),
             wait::POD_READY,
@@ -69,6 +69,7 @@ impl TestCluster {
                     && status.phase == Some(Phase::Running)
                     && status.ready_replicas == replicas
                     && condition(&status, "Available").is_some_and(|c| c.status == "True")
+                    && status.members.iter().all(|m| m.role != MemberRole::Unknown)
                 {
                     Ok(status)
                 } else {

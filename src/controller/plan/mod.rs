@@ -187,7 +187,10 @@ pub fn plan(
         selector: Some(names::selector_string(&cfg.name)),
         conditions,
     };
-    let converged = writes.is_empty() && phase == Phase::Running;
+    // A member whose report could not be read (a pod just started, a call that timed
+    // out) shows an unknown role: look again soon rather than in a minute.
+    let reported = facts.members.iter().all(|m| m.role != MemberRole::Unknown);
+    let converged = writes.is_empty() && phase == Phase::Running && reported;
     Plan {
         writes,
         step: decision.step,
