@@ -12,17 +12,21 @@ WORKDIR /build
 # A new workspace member needs its manifest and a stub here.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/ensemble-server/Cargo.toml crates/ensemble-server/Cargo.toml
-RUN mkdir -p src crates/ensemble-server/src \
+COPY crates/ensemble-lincheck/Cargo.toml crates/ensemble-lincheck/Cargo.toml
+# Not a stub: openraft, a dependency, is built against it (the root manifest's [patch.crates-io]).
+COPY crates/base2histogram crates/base2histogram
+RUN mkdir -p src crates/ensemble-server/src crates/ensemble-lincheck/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch crates/ensemble-server/src/lib.rs \
+ && touch crates/ensemble-server/src/lib.rs crates/ensemble-lincheck/src/lib.rs \
  && cargo build --release --locked --bin ensemble \
- && rm -rf src crates/ensemble-server/src
+ && rm -rf src crates/ensemble-server/src crates/ensemble-lincheck/src
 
 # Then the whole tree (less .dockerignore), so that a build script or an include_str! finds its
 # files. COPY keeps the files' old modification times, which can be earlier than the stub build's
 # artifacts; touching the sources makes cargo rebuild our crates instead of reusing the stubs.
+# crates/base2histogram was built from its real sources above, so it is left alone.
 COPY . .
-RUN find src crates -name '*.rs' -exec touch {} + \
+RUN find src crates -path crates/base2histogram -prune -o -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin ensemble \
  && cp target/release/ensemble /ensemble
 
