@@ -45,7 +45,8 @@
 //!   A member that knows no leader refuses proposals with [`Stale`] whose
 //!   `current` equals `proposed` (nothing was lost; the server refuses its client).
 //! - **No split brain, minority refuses.** A leader that has not heard from a
-//!   majority of voters within an election timeout stops being leader (check-quorum):
+//!   majority of voters within two election timeouts stops being leader (check-quorum;
+//!   openraft refuses its new writes after one):
 //!   its status shows no leader and its proposals fail. A member that knows no
 //!   leader refuses proposals; the server then refuses clients (ZooKeeper's rule).
 //! - **Fast failover.** A follower whose leader's connection closes dials the

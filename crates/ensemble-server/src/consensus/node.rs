@@ -3,9 +3,9 @@
 //! Contract:
 //! - **Status watcher.** A task follows openraft's metrics (and ticks every
 //!   heartbeat) to publish [`Status`] and to run *check-quorum*: a leader whose last
-//!   quorum acknowledgement is older than the maximum election timeout reports no
-//!   leader and refuses proposals (openraft's own lease refuses its writes too), until
-//!   a quorum answers again.
+//!   quorum acknowledgement is older than two maximum election timeouts reports no
+//!   leader and refuses proposals (openraft's own lease refuses new writes after one),
+//!   until a quorum answers again.
 //! - **Proposal path.** At most one path to the leader exists, owned by
 //!   [`Proposer`] under one lock with the generation. A path is a queue and a task
 //!   that sends its commands, pipelined and in order, on one connection to the
@@ -40,6 +40,12 @@ use super::{ConsensusError, MemberId, Options, Role, StateMachine, Status};
 
 /// How long a forwarded request waits for the leader.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Check-quorum: a leader whose last quorum acknowledgement is older than this many
+/// maximum election timeouts reports no leader. One was too few: a follower answers
+/// heartbeats only after the append ahead of them, and an append of tens of MiB on a
+/// starved machine took longer, so the leader let go of its clients for nothing
+/// (openraft's own lease still refuses new writes after one election timeout).
+const QUORUM_WINDOW_TIMEOUTS: u32 = 2;
 /// How long a leader whose connection closed has to accept a new one before it counts
 /// as gone.
 const LEADER_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -358,6 +364,7 @@ impl Node {
         let mut metrics = self.raft.metrics();
         let mut leading_since: Option<(u64, tokio::time::Instant)> = None;
         let election_max = self.options.election_timeout.1;
+        let quorum_window = election_max * QUORUM_WINDOW_TIMEOUTS;
         loop {
             let status = {
                 let m = metrics.borrow_and_update().clone();
@@ -393,7 +400,7 @@ impl Node {
                                     role = Role::Follower;
                                 }
                             }
-                            Some(acked) if acked.elapsed() > election_max => {
+                            Some(acked) if acked.elapsed() > quorum_window => {
                                 role = Role::Follower;
                                 leader = None;
                             }
