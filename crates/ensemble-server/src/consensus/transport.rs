@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,9 @@ use super::{Faults, MemberId};
 
 /// Frames above this size (a snapshot, at most) are refused.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
+/// Bytes read from a peer's connection at a time; frames that arrive together are
+/// read with one system call.
+const READ_BUFFER: usize = 64 << 10;
 /// How long a connection [`Peer::accepts`] opens must stay open.
 pub(crate) const ACCEPT_SETTLE: Duration = Duration::from_millis(20);
 /// How long a failed dial keeps later calls from dialling again.
@@ -129,8 +132,9 @@ pub(crate) enum CallError {
     Timeout(MemberId),
 }
 
-/// Writes `frame` to `out`, or fails if it cannot be encoded.
-async fn write_frame(out: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> io::Result<()> {
+/// Appends `frame` to `out` as one length-prefixed frame, or fails (leaving `out`
+/// as it was) if it cannot be encoded or is too large.
+fn put_frame(out: &mut Vec<u8>, frame: &Frame) -> io::Result<()> {
     let body = encode(frame)?;
     if body.len() > MAX_FRAME {
         return Err(io::Error::new(
@@ -138,8 +142,49 @@ async fn write_frame(out: &mut (impl AsyncWriteExt + Unpin), frame: &Frame) -> i
             "frame too large",
         ));
     }
-    out.write_all(&(body.len() as u32).to_le_bytes()).await?;
-    out.write_all(&body).await
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+/// Frames queued together are written together, up to this many bytes: one system
+/// call and one wake-up of the reader instead of one per frame.
+const WRITE_BATCH: usize = 1 << 20;
+
+/// Writes the frames of `frames` to `out` until `frames` ends, `stop` is cancelled,
+/// a write fails or `link_cut()`; then cancels `stop`.
+async fn write_frames(
+    mut out: impl AsyncWriteExt + Unpin,
+    mut frames: mpsc::UnboundedReceiver<Frame>,
+    stop: CancellationToken,
+    link_cut: impl Fn() -> bool,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => break,
+            frame = frames.recv() => frame,
+        };
+        let Some(mut frame) = frame else { break };
+        batch.clear();
+        loop {
+            if put_frame(&mut batch, &frame).is_err() {
+                stop.cancel();
+                return;
+            }
+            if batch.len() >= WRITE_BATCH {
+                break;
+            }
+            match frames.try_recv() {
+                Ok(next) => frame = next,
+                Err(_) => break,
+            }
+        }
+        if link_cut() || out.write_all(&batch).await.is_err() {
+            break;
+        }
+    }
+    stop.cancel();
 }
 
 async fn read_frame(input: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Frame> {
@@ -318,9 +363,12 @@ impl Peer {
                 io::Error::new(io::ErrorKind::TimedOut, format!("dialling {address}"))
             })??;
         stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = stream.into_split();
-        write_frame(&mut writer, &Frame::Hello { from: self.me }).await?;
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+        let (reader, mut writer) = stream.into_split();
+        let mut hello = Vec::new();
+        put_frame(&mut hello, &Frame::Hello { from: self.me })?;
+        writer.write_all(&hello).await?;
+        let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+        let (out, out_rx) = mpsc::unbounded_channel::<Frame>();
         let conn = Arc::new(Connection {
             peer: self.id,
             out,
@@ -332,16 +380,8 @@ impl Peer {
         let (me, peer, faults) = (self.me, self.id, self.faults.clone());
         let writing = conn.clone();
         tokio::spawn(async move {
-            loop {
-                let frame = tokio::select! {
-                    _ = writing.cancel.cancelled() => break,
-                    frame = out_rx.recv() => frame,
-                };
-                let Some(frame) = frame else { break };
-                if cut(&faults, me, peer) || write_frame(&mut writer, &frame).await.is_err() {
-                    break;
-                }
-            }
+            let stop = writing.cancel.clone();
+            write_frames(writer, out_rx, stop, || cut(&faults, me, peer)).await;
             writing.close();
         });
         let reading = conn.clone();
@@ -459,7 +499,8 @@ async fn serve_connection<S: Service>(
     faults: Option<Faults>,
     stop: CancellationToken,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let from = match tokio::time::timeout(Duration::from_secs(5), read_frame(&mut reader)).await {
         Ok(Ok(Frame::Hello { from })) => from,
         _ => return,
@@ -468,22 +509,11 @@ async fn serve_connection<S: Service>(
         return;
     }
     let done = stop.child_token();
-    let (out, mut out_rx) = mpsc::unbounded_channel::<Frame>();
-    let writer_done = done.clone();
+    let (out, out_rx) = mpsc::unbounded_channel::<Frame>();
     let writer_faults = faults.clone();
-    tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                _ = writer_done.cancelled() => break,
-                frame = out_rx.recv() => frame,
-            };
-            let Some(frame) = frame else { break };
-            if cut(&writer_faults, me, from) || write_frame(&mut writer, &frame).await.is_err() {
-                break;
-            }
-        }
-        writer_done.cancel();
-    });
+    tokio::spawn(write_frames(writer, out_rx, done.clone(), move || {
+        cut(&writer_faults, me, from)
+    }));
     loop {
         let frame = tokio::select! {
             _ = done.cancelled() => break,
