@@ -17,18 +17,26 @@
 //!   point again from a quorum), so it is written at most every [`COMMITTED_EVERY`]
 //!   and when the writer stops, not with every batch: its three fsyncs would
 //!   otherwise more than double the disk time of every serial write.
-//! - Truncation cuts the segment file and deletes later segments, fsynced; purge
+//! - **Preallocation.** The active segment is allocated ahead of its records in steps
+//!   of [`ALLOCATE_BYTES`] (zeros that are part of the file), so appending never
+//!   changes the file's size and an `fdatasync` flushes data only: on ext4 this takes
+//!   a third off every fsync. Where the filesystem cannot allocate ahead the file
+//!   simply grows. A segment is trimmed to its records when the next one starts.
+//! - A batch of records is written with one system call per segment it touches.
+//! - Truncation cuts the segment file (allocating zeros again behind the cut, so cut
+//!   records can never be read back) and deletes later segments, fsynced; purge
 //!   persists the purge point first, then deletes segments wholly before it.
-//! - Recovery: a record cut short or failing its checksum at the end of the newest
-//!   segment is a torn tail, never acknowledged, and is cut off; any other damage
-//!   refuses to open with the file and offset.
+//! - Recovery: a segment's records end where only zeros follow. In the newest
+//!   segment, a record cut short, failing its checksum or with a zero length is a
+//!   torn tail (never acknowledged) if only zeros follow it, and is cut off; any
+//!   other damage refuses to open with the file and offset.
 //! - A `LOCK` file, locked exclusively, refuses a second process on the directory.
 //! - With no data directory everything stays in memory and callbacks fire at once.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -47,6 +55,9 @@ const COMMITTED_EVERY: Duration = Duration::from_millis(100);
 
 /// A segment is closed and a new one started beyond this size.
 const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// The active segment is allocated ahead of its records in steps of this size.
+const ALLOCATE_BYTES: u64 = 4 << 20;
 
 /// The log store; clones share one log (openraft's reader is a clone).
 #[derive(Clone)]
@@ -317,7 +328,10 @@ struct Disk {
     offsets: BTreeMap<u64, (u64, u64)>,
     active: File,
     active_seq: u64,
+    /// Where the active segment's records end.
     active_len: u64,
+    /// The active segment's length on disk, zeros beyond `active_len`.
+    allocated: u64,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -326,6 +340,40 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Opens (or creates) the segment at `path` for positioned writes.
+fn open_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).write(true).truncate(false).open(path)
+}
+
+/// Allocates `file` from `from` up to `to` bytes, reading as zeros and counted in its
+/// length. A filesystem that cannot allocate ahead is left alone: writes grow the file.
+fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(to.saturating_sub(from)),
+    ) else {
+        return Err(io::Error::other("segment offset out of range"));
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is owned by `file`.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Whether `bytes` are all zeros: space allocated ahead that no record reached.
+fn unwritten(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 impl Disk {
@@ -357,7 +405,18 @@ impl Disk {
             let mut offset = 0usize;
             let mut range: Option<(u64, u64)> = None;
             while offset < bytes.len() {
-                let damage = match read_record(&bytes[offset..]) {
+                let rest = &bytes[offset..];
+                // No record has a zero length; a zero header starts the unwritten end.
+                let zero_length = rest.len() < 4 || rest[..4] == [0; 4];
+                if zero_length && unwritten(rest) {
+                    break;
+                }
+                let record = if zero_length {
+                    Err(RecordError::Checksum)
+                } else {
+                    read_record(rest)
+                };
+                let damage = match record {
                     Ok((body, len)) => match decode::<Entry>(body) {
                         Ok(entry) => {
                             let index = entry.log_id.index;
@@ -383,7 +442,7 @@ impl Disk {
                         Self::cut_tail(&path, offset)?;
                         break;
                     }
-                    Err(RecordError::Checksum) if newest && Self::is_tail(&bytes[offset..]) => {
+                    Err(RecordError::Checksum) if newest && Self::is_tail(rest) => {
                         Self::cut_tail(&path, offset)?;
                         break;
                     }
@@ -398,11 +457,9 @@ impl Disk {
         }
         let active_seq = seqs.last().copied().unwrap_or(1);
         let path = segment_path(dir, active_seq);
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let failed = |e: io::Error| format!("{}: {e}", path.display());
+        let active = open_segment(&path).map_err(failed)?;
+        let allocated = active.metadata().map_err(failed)?.len();
         if seqs.is_empty() {
             sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             segments.insert(active_seq, None);
@@ -414,32 +471,35 @@ impl Disk {
             active,
             active_seq,
             active_len,
+            allocated,
         })
     }
 
-    /// A bad checksum is a torn tail only if it is the last record of the file.
+    /// A record failing its checksum is a torn tail only if nothing but zeros
+    /// follows the length its header gives.
     fn is_tail(bytes: &[u8]) -> bool {
         if bytes.len() < 8 {
             return true;
         }
         let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        bytes.len() <= 8 + len
+        bytes.get(8 + len..).is_none_or(unwritten)
     }
 
     fn cut_tail(path: &Path, offset: usize) -> Result<(), String> {
         tracing::warn!(file = %path.display(), offset, "cutting off a torn log tail");
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.set_len(offset as u64)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| {
-                format!(
-                    "{}: cutting the torn tail at offset {offset}: {e}",
-                    path.display()
-                )
-            })
+        let cut = || -> io::Result<()> {
+            let file = OpenOptions::new().write(true).open(path)?;
+            let len = file.metadata()?.len();
+            file.set_len(offset as u64)?;
+            allocate(&file, offset as u64, len)?;
+            file.sync_all()
+        };
+        cut().map_err(|e| {
+            format!(
+                "{}: cutting the torn tail at offset {offset}: {e}",
+                path.display()
+            )
+        })
     }
 
     fn run(mut self, rx: mpsc::Receiver<Op>) {
@@ -515,16 +575,12 @@ impl Disk {
         if appends.is_empty() {
             return;
         }
-        let mut result = Ok(());
-        for (records, _) in appends.iter() {
-            for (index, record) in records {
-                if let Err(e) = self.write_record(*index, record) {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        let result = result.and_then(|_| self.active.sync_data());
+        let records = appends
+            .iter()
+            .flat_map(|(records, _)| records.iter().map(|(i, r)| (*i, r.as_slice())));
+        let result = self
+            .write_records(records)
+            .and_then(|_| self.active.sync_data());
         for (_, callback) in appends.drain(..) {
             let outcome = match &result {
                 Ok(()) => Ok(()),
@@ -534,24 +590,56 @@ impl Disk {
         }
     }
 
-    fn write_record(&mut self, index: u64, record: &[u8]) -> io::Result<()> {
-        if self.active_len >= SEGMENT_BYTES {
-            self.active.sync_data()?;
-            self.active_seq += 1;
-            self.active = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(segment_path(&self.dir, self.active_seq))?;
-            sync_dir(&self.dir)?;
-            self.active_len = 0;
-            self.segments.insert(self.active_seq, None);
+    /// Writes `(index, record)`s after the last record, starting a new segment
+    /// whenever the active one is full; one write per segment touched.
+    fn write_records<'a>(
+        &mut self,
+        records: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> io::Result<()> {
+        let mut batch = Vec::new();
+        let mut start = self.active_len;
+        for (index, record) in records {
+            if self.active_len >= SEGMENT_BYTES {
+                self.write_at(&batch, start)?;
+                batch.clear();
+                self.next_segment()?;
+                start = 0;
+            }
+            batch.extend_from_slice(record);
+            self.offsets
+                .insert(index, (self.active_seq, self.active_len));
+            self.active_len += record.len() as u64;
+            let range = self.segments.entry(self.active_seq).or_insert(None);
+            *range = Some((range.map_or(index, |r| r.0), index));
         }
-        self.active.write_all(record)?;
-        self.offsets
-            .insert(index, (self.active_seq, self.active_len));
-        self.active_len += record.len() as u64;
-        let range = self.segments.entry(self.active_seq).or_insert(None);
-        *range = Some((range.map_or(index, |r| r.0), index));
+        self.write_at(&batch, start)
+    }
+
+    /// Writes `bytes` at `offset` of the active segment, allocating ahead first.
+    fn write_at(&mut self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let end = offset + bytes.len() as u64;
+        if end > self.allocated {
+            let to = end.div_ceil(ALLOCATE_BYTES) * ALLOCATE_BYTES;
+            allocate(&self.active, self.allocated, to)?;
+            self.allocated = to;
+        }
+        self.active.write_all_at(bytes, offset)
+    }
+
+    /// Trims the full active segment to its records and starts the next one.
+    fn next_segment(&mut self) -> io::Result<()> {
+        self.active.set_len(self.active_len)?;
+        self.active.sync_data()?;
+        self.active_seq += 1;
+        self.active = open_segment(&segment_path(&self.dir, self.active_seq))?;
+        sync_dir(&self.dir)?;
+        self.active_len = 0;
+        self.allocated = 0;
+        self.segments.insert(self.active_seq, None);
         Ok(())
     }
 
@@ -565,10 +653,13 @@ impl Disk {
             self.segments.remove(&s);
         }
         let path = segment_path(&self.dir, seq);
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = open_segment(&path)?;
+        let len = file.metadata()?.len();
         file.set_len(offset)?;
+        allocate(&file, offset, len)?;
         file.sync_all()?;
         sync_dir(&self.dir)?;
+        self.allocated = file.metadata()?.len();
         self.active = file;
         self.active_seq = seq;
         self.active_len = offset;

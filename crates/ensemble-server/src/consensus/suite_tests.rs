@@ -95,23 +95,85 @@ mod recovery {
         dir.join("log-0000000001.seg")
     }
 
+    /// Where the records of `segment` end: the offset after its last whole record.
+    fn records_end(segment: &std::path::Path) -> usize {
+        let bytes = std::fs::read(segment).unwrap();
+        let mut end = 0;
+        while let Ok((_, len)) = super::super::types::read_record(&bytes[end..]) {
+            if len == 8 {
+                break; // a zero header: the space allocated ahead
+            }
+            end += len;
+        }
+        end
+    }
+
     #[tokio::test]
     async fn a_torn_tail_is_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         write_three(dir.path()).await;
-        let intact = std::fs::metadata(segment(dir.path())).unwrap().len();
+        let end = records_end(&segment(dir.path()));
         let mut bytes = std::fs::read(segment(dir.path())).unwrap();
-        bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2]);
+        let torn = [40, 0, 0, 0, 1, 2];
+        bytes.splice(end..end + torn.len(), torn);
         std::fs::write(segment(dir.path()), &bytes).unwrap();
 
         let mut log = LogStore::open(dir.path()).unwrap();
         let entries = log.try_get_log_entries(0..10).await.unwrap();
         assert_eq!(entries.len(), 3);
+        log.close();
+        let bytes = std::fs::read(segment(dir.path())).unwrap();
+        assert_eq!(records_end(&segment(dir.path())), end);
+        assert!(
+            bytes[end..].iter().all(|&b| b == 0),
+            "the torn bytes are gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_fill_the_space_allocated_ahead_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        write_three(dir.path()).await;
+        let end = records_end(&segment(dir.path()));
+        let len = std::fs::metadata(segment(dir.path())).unwrap().len();
+        assert!(len > end as u64, "allocated ahead: {len} bytes for {end} of records");
+
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let more = (4..=5).map(|i| blank_ent::<C>(1, 1, i));
+        let (tx, rx) = C::oneshot();
+        log.append(more, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+        log.close();
         assert_eq!(
             std::fs::metadata(segment(dir.path())).unwrap().len(),
-            intact
+            len,
+            "appending does not change the file's length"
         );
+
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let indexes: Vec<u64> = log
+            .try_get_log_entries(0..10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(indexes, [1, 2, 3, 4, 5]);
         log.close();
+    }
+
+    #[tokio::test]
+    async fn garbage_after_the_unwritten_space_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        write_three(dir.path()).await;
+        let end = records_end(&segment(dir.path()));
+        let mut bytes = std::fs::read(segment(dir.path())).unwrap();
+        bytes.extend_from_slice(&[7; 16]);
+        std::fs::write(segment(dir.path()), &bytes).unwrap();
+        let Err(reason) = LogStore::open(dir.path()) else {
+            panic!("a log with data after its end opened");
+        };
+        assert!(reason.contains(&format!("offset {end}")), "{reason}");
     }
 
     #[tokio::test]
