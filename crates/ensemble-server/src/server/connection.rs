@@ -34,6 +34,9 @@ use super::state::{ConnId, Finish, Outbound, Ready, State};
 use super::stats::{ConnectionStats, InFlight};
 use super::Shared;
 
+/// Replies queued together are written together, up to this many bytes.
+const WRITE_BATCH: usize = 256 << 10;
+
 /// Why a connection is being closed, for the log.
 #[derive(Debug)]
 enum Stop {
@@ -93,23 +96,44 @@ pub(crate) async fn serve(
     let (mut reader, mut writer) = stream.into_split();
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
+    let mut batch: Vec<u8> = Vec::new();
     let mut closing = false;
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            out = rx.recv() => match out {
-                Some(Outbound::Frame(frame)) => {
-                    // Counted before the write, so whoever reads the reply and then
-                    // asks for stats sees it counted.
-                    conn.stats.frame_sent();
-                    conn.reply_sent(&frame);
-                    if writer.write_all(&frame).await.is_err() {
+            out = rx.recv() => {
+                // Replies already queued go out together: one write, one wake-up of
+                // the client.
+                let mut close = false;
+                let mut next = out;
+                batch.clear();
+                loop {
+                    match next {
+                        Some(Outbound::Frame(frame)) => {
+                            // Counted before the write, so whoever reads the reply and
+                            // then asks for stats sees it counted.
+                            conn.stats.frame_sent();
+                            conn.reply_sent(&frame);
+                            batch.extend_from_slice(&frame);
+                        }
+                        Some(Outbound::Close) | None => {
+                            close = true;
+                            break;
+                        }
+                    }
+                    if batch.len() >= WRITE_BATCH {
                         break;
                     }
+                    match rx.try_recv() {
+                        Ok(more) => next = Some(more),
+                        Err(_) => break,
+                    }
                 }
-                Some(Outbound::Close) | None => break,
-            },
+                if writer.write_all(&batch).await.is_err() || close {
+                    break;
+                }
+            }
             read = reader.read(&mut chunk), if !closing => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
