@@ -344,7 +344,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Opens (or creates) the segment at `path` for positioned writes.
 fn open_segment(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).write(true).truncate(false).open(path)
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Allocates `file` from `from` up to `to` bytes, reading as zeros and counted in its

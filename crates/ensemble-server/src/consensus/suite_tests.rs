@@ -136,7 +136,10 @@ mod recovery {
         write_three(dir.path()).await;
         let end = records_end(&segment(dir.path()));
         let len = std::fs::metadata(segment(dir.path())).unwrap().len();
-        assert!(len > end as u64, "allocated ahead: {len} bytes for {end} of records");
+        assert!(
+            len > end as u64,
+            "allocated ahead: {len} bytes for {end} of records"
+        );
 
         let mut log = LogStore::open(dir.path()).unwrap();
         let more = (4..=5).map(|i| blank_ent::<C>(1, 1, i));
