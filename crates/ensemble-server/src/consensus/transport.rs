@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::types::{decode, encode, SnapshotMeta, Vote, C};
+use super::types::{decode, SnapshotMeta, Vote, C};
 use super::{Faults, MemberId};
 
 /// Frames above this size (a snapshot, at most) are refused.
@@ -132,18 +132,21 @@ pub(crate) enum CallError {
     Timeout(MemberId),
 }
 
-/// Appends `frame` to `out` as one length-prefixed frame, or fails (leaving `out`
-/// as it was) if it cannot be encoded or is too large.
+/// Appends `frame` to `out` as one length-prefixed frame, encoded in place. Fails
+/// if it cannot be encoded or is too large, and then `out` is lost.
 fn put_frame(out: &mut Vec<u8>, frame: &Frame) -> io::Result<()> {
-    let body = encode(frame)?;
-    if body.len() > MAX_FRAME {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    *out = postcard::to_extend(frame, std::mem::take(out))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = out.len() - start - 4;
+    if len > MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "frame too large",
         ));
     }
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
 }
 
@@ -552,6 +555,35 @@ mod tests {
     async fn accepts(address: &str) -> bool {
         let peers = Peers::new(1, None);
         peers.get(2, address).accepts(Duration::from_secs(1)).await
+    }
+
+    #[tokio::test]
+    async fn frames_written_together_are_read_apart_in_order() {
+        let mut batch = Vec::new();
+        put_frame(&mut batch, &Frame::Hello { from: 7 }).unwrap();
+        let proposal = Request::Propose(vec![1, 2, 3]);
+        put_frame(
+            &mut batch,
+            &Frame::Request {
+                id: 9,
+                body: proposal,
+            },
+        )
+        .unwrap();
+        let mut input = BufReader::new(&batch[..]);
+        assert!(matches!(
+            read_frame(&mut input).await.unwrap(),
+            Frame::Hello { from: 7 }
+        ));
+        match read_frame(&mut input).await.unwrap() {
+            Frame::Request {
+                id: 9,
+                body: Request::Propose(command),
+            } => assert_eq!(command, [1, 2, 3]),
+            _ => panic!("the second frame changed"),
+        }
+        let end = read_frame(&mut input).await;
+        assert!(end.is_err_and(|e| e.kind() == io::ErrorKind::UnexpectedEof));
     }
 
     #[tokio::test]
