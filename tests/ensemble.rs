@@ -540,6 +540,52 @@ fn ensemble_local_runs_three_member_processes_that_go_with_it() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// SIGTERM (what `docker stop`, systemd and Kubernetes send) stops `ensemble local`
+/// and its members cleanly, and a run without `--data-dir` leaves no files behind.
+#[test]
+fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() {
+    let port = free_port_block(3);
+    let mut local = Command::new(env!("CARGO_BIN_EXE_ensemble"))
+        .args(["local", "--members", "3", "--client-port"])
+        .arg(port.to_string())
+        .arg("--peer-port")
+        .arg(free_port_block(3).to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ensemble local");
+    let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
+    let mut stdout = local.stdout.take().expect("stdout");
+    assert!(
+        read_line(&mut stdout).starts_with("127.0.0.1:"),
+        "it serves"
+    );
+    assert!(configs.join("member-1.properties").is_file());
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &local.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = local.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "ensemble local ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "ensemble local exited with {status}");
+    for i in 0..3 {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port + i)).is_err(),
+            "member {} still serves",
+            i + 1
+        );
+    }
+    assert!(!configs.exists(), "{} was left behind", configs.display());
+}
+
 /// The first of `n` consecutive ports that were free a moment ago.
 fn free_port_block(n: u16) -> u16 {
     loop {

@@ -313,6 +313,12 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
     };
     std::fs::create_dir_all(&config_dir)
         .map_err(io(format!("creating {}", config_dir.display())))?;
+    // Without --data-dir the directory holds only the members' configs: it goes when
+    // the run ends.
+    let _configs = args
+        .data_dir
+        .is_none()
+        .then(|| RemovedOnDrop(config_dir.clone()));
     let mut children = Vec::new();
     let mut admin_ports = Vec::new();
     for id in 1..=args.members {
@@ -383,6 +389,15 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// A directory removed, with everything in it, when this is dropped.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Waits until member `id` answers `/readyz` on its admin port.
