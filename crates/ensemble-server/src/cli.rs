@@ -271,6 +271,24 @@ fn free_port() -> Result<u16, CliError> {
         })
 }
 
+/// The first port `free` offers that is not `reserved`.
+fn pick_free_port(
+    mut free: impl FnMut() -> Result<u16, CliError>,
+    reserved: impl Fn(u16) -> bool,
+) -> Result<u16, CliError> {
+    loop {
+        let port = free()?;
+        if !reserved(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// Whether `port` is one of the `n` ports from `first`.
+fn in_block(port: u16, first: u16, n: u16) -> bool {
+    port >= first && u32::from(port) < u32::from(first) + u32::from(n)
+}
+
 /// The configuration of member `id` of a local ensemble.
 fn local_member_config(
     args: &LocalArgs,
@@ -323,7 +341,12 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
     let mut admin_ports = Vec::new();
     for id in 1..=args.members {
         let admin_port = match args.admin_port {
-            0 => free_port()?,
+            // None of the ensemble's ports is bound yet, so the kernel may offer one.
+            0 => pick_free_port(free_port, |port| {
+                in_block(port, args.client_port, args.members)
+                    || in_block(port, peer_base, args.members)
+                    || admin_ports.contains(&port)
+            })?,
             base => base + id - 1,
         };
         let data_dir = args
@@ -436,6 +459,16 @@ async fn readyz(port: u16) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_admin_port_never_takes_a_port_the_ensemble_will_bind() {
+        // The kernel offers member 3's client port, then a peer port, then a free one.
+        let mut offers = [12183, 13181, 40000].into_iter();
+        let reserved = |port| super::in_block(port, 12181, 3) || super::in_block(port, 13181, 3);
+        let port = super::pick_free_port(|| Ok(offers.next().expect("an offer")), reserved);
+        assert_eq!(port.ok(), Some(40000));
+        assert!(super::in_block(65535, 65534, 2) && !super::in_block(12184, 12181, 3));
+    }
+
     use super::*;
 
     #[tokio::test]
