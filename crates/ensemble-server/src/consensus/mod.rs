@@ -76,9 +76,7 @@
 //! - **Status** ([`Consensus::status`], [`Consensus::watch_status`]): role, leader,
 //!   term, whether the member is initialized, last log, commit and applied index,
 //!   membership with its version (the log index of the membership entry) and, on
-//!   the leader, each member's matched index. Role, leader, term and membership are
-//!   published as soon as they change; the indexes at most one heartbeat late, so a
-//!   write does not wake the status's watchers on every member.
+//!   the leader, each member's matched index.
 //!
 //! # Transport
 //! Peers talk over TCP on the peer port: one persistent connection per direction and

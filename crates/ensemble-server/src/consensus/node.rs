@@ -359,18 +359,15 @@ impl Node {
         Ok(())
     }
 
-    /// Publishes the status from openraft's metrics and runs check-quorum: at once
-    /// when the vote, role, leader or membership changes, else every heartbeat.
+    /// Publishes the status from openraft's metrics and runs check-quorum.
     pub(crate) async fn watch_metrics(self: Arc<Self>) {
-        let metrics = self.raft.metrics();
-        let mut server = self.raft.server_metrics();
+        let mut metrics = self.raft.metrics();
         let mut leading_since: Option<(u64, tokio::time::Instant)> = None;
         let election_max = self.options.election_timeout.1;
         let quorum_window = election_max * QUORUM_WINDOW_TIMEOUTS;
         loop {
             let status = {
-                server.borrow_and_update();
-                let m = metrics.borrow_watched().clone();
+                let m = metrics.borrow_and_update().clone();
                 let membership = membership_view(&m.membership_config);
                 let in_membership = membership.voters.contains_key(&self.id)
                     || membership.learners.contains_key(&self.id);
@@ -453,7 +450,7 @@ impl Node {
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return,
-                changed = server.changed() => if changed.is_err() { return },
+                changed = metrics.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.options.heartbeat) => {}
             }
         }
