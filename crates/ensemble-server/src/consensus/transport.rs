@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::types::{decode, SnapshotMeta, Vote, C};
+use super::types::{decode, encode, SnapshotMeta, Vote, C};
 use super::{Faults, MemberId};
 
 /// Frames above this size (a snapshot, at most) are refused.
@@ -132,21 +132,18 @@ pub(crate) enum CallError {
     Timeout(MemberId),
 }
 
-/// Appends `frame` to `out` as one length-prefixed frame, encoded in place. Fails
-/// if it cannot be encoded or is too large, and then `out` is lost.
+/// Appends `frame` to `out` as one length-prefixed frame, or fails (leaving `out`
+/// as it was) if it cannot be encoded or is too large.
 fn put_frame(out: &mut Vec<u8>, frame: &Frame) -> io::Result<()> {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    *out = postcard::to_extend(frame, std::mem::take(out))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let len = out.len() - start - 4;
-    if len > MAX_FRAME {
+    let body = encode(frame)?;
+    if body.len() > MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "frame too large",
         ));
     }
-    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
     Ok(())
 }
 
