@@ -99,7 +99,17 @@ async fn acknowledged_writes_survive_a_restart() {
     }
     client.create("/q/gone", b"", &OPEN).await.expect("create");
     client.delete("/q/gone", None).await.expect("delete");
-    let owner = server.client().await;
+    // Detached: dropping it must not close its session, or the close could
+    // reach the member before the stop and rightly delete the ephemeral.
+    let owner = tokio::time::timeout(
+        WAIT,
+        zk::Client::connector()
+            .with_detached()
+            .connect(&server.addr),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect");
     owner
         .create("/eph", b"", &EPHEMERAL)
         .await
