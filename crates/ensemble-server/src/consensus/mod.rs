@@ -81,7 +81,10 @@
 //! # Transport
 //! Peers talk over TCP on the peer port: one persistent connection per direction and
 //! pair of members, carrying length-prefixed binary frames with request ids, so
-//! requests are pipelined and answers matched. The same connection carries Raft's
+//! requests are pipelined and answers matched. Replication is pipelined too: the
+//! leader sends each append as soon as there is one, without waiting for the answer
+//! to the last, and the follower feeds them to Raft in order, so appends that arrive
+//! while it flushes share its next fsync. The same connection carries Raft's
 //! messages (append, vote, snapshot, leader transfer) and the member messages above
 //! (forwarded proposals, read index, membership changes, liveness). Tests cut links
 //! with [`Faults`], which the transport consults on every frame, so partitions go

@@ -21,11 +21,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::{BoxStream, FuturesOrdered};
 use futures_util::{FutureExt, StreamExt};
 use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
+use openraft::raft::AppendEntriesRequest;
 use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -582,6 +583,18 @@ impl Service for Node {
         async move { self.propose_local(command).await }.boxed()
     }
 
+    fn append_stream(
+        self: Arc<Self>,
+        appends: BoxStream<'static, AppendEntriesRequest<super::types::C>>,
+    ) -> BoxStream<'static, Response> {
+        self.raft
+            .stream_append(appends)
+            .map(|answer| {
+                answer.map_or(Response::Failed(WireError::Stopped), Response::StreamAppend)
+            })
+            .boxed()
+    }
+
     fn handle(self: Arc<Self>, from: MemberId, request: Request) -> BoxFuture<'static, Response> {
         async move {
             let stopped = Response::Failed(WireError::Stopped);
@@ -591,6 +604,10 @@ impl Service for Node {
                     .append_entries(rpc)
                     .await
                     .map_or(stopped, Response::Append),
+                // The transport routes these to `append_stream`.
+                Request::StreamAppend(_) => Response::Failed(WireError::Other(
+                    "a streamed append outside a stream".into(),
+                )),
                 Request::Vote(mut rpc) => {
                     if self.saw_leader_go() {
                         // The leader's lease keeps a follower from voting while the

@@ -15,6 +15,12 @@
 //! - Forwarded proposals from one connection are handed to the serving member in
 //!   frame order ([`Service::propose`] is called inline, in the read loop), so one
 //!   member's proposals reach the leader's log in the order they were sent.
+//! - Streamed appends ([`Request::StreamAppend`]) from one connection form one ordered
+//!   stream on the serving member ([`Service::append_stream`]): they reach its Raft
+//!   core in frame order and are answered in that order, so the leader can send the
+//!   next append without waiting for the last one's answer. An append the stream
+//!   refuses ends the stream; appends already queued behind it are answered
+//!   `Failed`, and the next one opens a new stream.
 //! - When a connection a peer dialled closes, the serving member is told
 //!   ([`Service::peer_closed`]); [`Peer::accepts`] then tells a peer that is gone
 //!   from one that merely dropped a connection.
@@ -25,7 +31,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,6 +59,8 @@ pub(crate) const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Request {
     Append(openraft::raft::AppendEntriesRequest<C>),
+    /// An append of the sender's ordered stream; see the module contract.
+    StreamAppend(openraft::raft::AppendEntriesRequest<C>),
     Vote(openraft::raft::VoteRequest<C>),
     Snapshot {
         vote: Vote,
@@ -77,6 +89,7 @@ pub(crate) enum Change {
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Response {
     Append(openraft::raft::AppendEntriesResponse<C>),
+    StreamAppend(openraft::raft::StreamAppendResult<C>),
     Vote(openraft::raft::VoteResponse<C>),
     Snapshot(openraft::raft::SnapshotResponse<C>),
     TransferLeader(openraft::raft::TransferLeaderResponse<C>),
@@ -114,6 +127,12 @@ pub(crate) trait Service: Send + Sync + 'static {
         self: Arc<Self>,
         command: Vec<u8>,
     ) -> BoxFuture<'static, BoxFuture<'static, Response>>;
+    /// Feeds `appends` to Raft in order; yields one answer per append, in order, and
+    /// ends after the first that is not a success.
+    fn append_stream(
+        self: Arc<Self>,
+        appends: BoxStream<'static, openraft::raft::AppendEntriesRequest<C>>,
+    ) -> BoxStream<'static, Response>;
     /// Any other request.
     fn handle(self: Arc<Self>, from: MemberId, request: Request) -> BoxFuture<'static, Response>;
     /// The connection `from` dialled to this member has closed (not called when this
@@ -217,6 +236,11 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// The member this connection was dialled to.
+    pub(crate) fn peer(&self) -> MemberId {
+        self.peer
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
@@ -514,6 +538,7 @@ async fn serve_connection<S: Service>(
     tokio::spawn(write_frames(writer, out_rx, done.clone(), move || {
         cut(&writer_faults, me, from)
     }));
+    let mut appends: Option<mpsc::UnboundedSender<(u64, AppendRequest)>> = None;
     loop {
         let frame = tokio::select! {
             _ = done.cancelled() => break,
@@ -530,6 +555,21 @@ async fn serve_connection<S: Service>(
             }
         };
         let pending = match body {
+            Request::StreamAppend(rpc) => {
+                // Into the open stream, or a new one if it ended (closed its end).
+                let mut append = (id, rpc);
+                if let Some(stream) = &appends {
+                    match stream.send(append) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::SendError(back)) => append = back,
+                    }
+                }
+                let (stream, requests) = mpsc::unbounded_channel();
+                tokio::spawn(serve_append_stream(service.clone(), requests, out.clone()));
+                let _ = stream.send(append);
+                appends = Some(stream);
+                continue;
+            }
             Request::Propose(command) => service.clone().propose(command).await,
             other => service.clone().handle(from, other),
         };
@@ -542,6 +582,57 @@ async fn serve_connection<S: Service>(
     done.cancel();
     if !stop.is_cancelled() {
         service.peer_closed(from);
+    }
+}
+
+type AppendRequest = openraft::raft::AppendEntriesRequest<C>;
+
+/// One connection's stream of appends (see the module contract): forwards each to
+/// the service's stream and sends its answer under its request id.
+async fn serve_append_stream<S: Service>(
+    service: Arc<S>,
+    mut requests: mpsc::UnboundedReceiver<(u64, AppendRequest)>,
+    out: mpsc::UnboundedSender<Frame>,
+) {
+    let (input, input_rx) = mpsc::unbounded_channel();
+    let input_rx = futures_util::stream::unfold(input_rx, |mut rx| async move {
+        rx.recv().await.map(|rpc| (rpc, rx))
+    });
+    let mut answers = service.append_stream(input_rx.boxed());
+    let mut waiting = VecDeque::new();
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some((id, rpc)) = request else { break };
+                waiting.push_back(id);
+                if input.send(rpc).is_err() {
+                    break;
+                }
+            }
+            answer = answers.next(), if !waiting.is_empty() => {
+                let id = waiting.pop_front().expect("an append is waiting");
+                let body = answer.unwrap_or(Response::Failed(WireError::Stopped));
+                if !matches!(body, Response::StreamAppend(Ok(_))) {
+                    // Closed before the refusal goes out, so that whatever the
+                    // sender sends once it has seen it opens a new stream.
+                    requests.close();
+                    let _ = out.send(Frame::Response { id, body });
+                    break;
+                }
+                let _ = out.send(Frame::Response { id, body });
+            }
+        }
+    }
+    // The stream ended: refuse what is queued behind it. Closing `requests` makes the
+    // connection open a new stream for the next append.
+    requests.close();
+    drop(input);
+    while let Ok((id, _)) = requests.try_recv() {
+        waiting.push_back(id);
+    }
+    for id in waiting {
+        let body = Response::Failed(WireError::Stopped);
+        let _ = out.send(Frame::Response { id, body });
     }
 }
 
