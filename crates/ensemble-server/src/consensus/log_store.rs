@@ -18,10 +18,14 @@
 //!   and when the writer stops, not with every batch: its three fsyncs would
 //!   otherwise more than double the disk time of every serial write.
 //! - **Preallocation.** The active segment is allocated ahead of its records in steps
-//!   of [`ALLOCATE_BYTES`] (zeros that are part of the file), so appending never
-//!   changes the file's size and an `fdatasync` flushes data only: on ext4 this takes
-//!   a third off every fsync. Where the filesystem cannot allocate ahead the file
-//!   simply grows. A segment is trimmed to its records when the next one starts.
+//!   of [`ALLOCATE_BYTES`], by writing zeros, so appending never changes the file's
+//!   size and an `fdatasync` flushes the records' blocks only. Zeros are written rather
+//!   than `fallocate`d: a write into `fallocate`'s unwritten extents also converts
+//!   them, a metadata change the next `fdatasync` must write too. On the ext4 of the
+//!   machine we measure on, a 4 KiB write and `fdatasync` took 0.20 ms into
+//!   `fallocate`d space and 0.155 ms into written zeros (0.31 and 0.23 ms with three
+//!   writers on one disk, as three members on one machine). A segment is trimmed to
+//!   its records when the next one starts.
 //! - A batch of records is written with one system call per segment it touches.
 //! - Truncation cuts the segment file (allocating zeros again behind the cut, so cut
 //!   records can never be read back) and deletes later segments, fsynced; purge
@@ -56,8 +60,9 @@ const COMMITTED_EVERY: Duration = Duration::from_millis(100);
 /// A segment is closed and a new one started beyond this size.
 const SEGMENT_BYTES: u64 = 32 << 20;
 
-/// The active segment is allocated ahead of its records in steps of this size.
-const ALLOCATE_BYTES: u64 = 4 << 20;
+/// The active segment is allocated ahead of its records in steps of this size: small
+/// enough that writing its zeros adds little to the fsync of the batch that needs it.
+const ALLOCATE_BYTES: u64 = 256 << 10;
 
 /// The log store; clones share one log (openraft's reader is a clone).
 #[derive(Clone)]
@@ -351,28 +356,23 @@ fn open_segment(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Allocates `file` from `from` up to `to` bytes, reading as zeros and counted in its
-/// length. A filesystem that cannot allocate ahead is left alone: writes grow the file.
+/// Writes zeros over `file` from `from` up to `to` bytes (growing it if needed).
 fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(to.saturating_sub(from)),
-    ) else {
-        return Err(io::Error::other("segment offset out of range"));
-    };
-    if len == 0 {
-        return Ok(());
+    use std::os::unix::fs::FileExt;
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
     }
-    // SAFETY: fallocate only reads its integer arguments; the descriptor is owned by `file`.
-    if unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EOPNOTSUPP) => Ok(()),
-        _ => Err(e),
-    }
+    Ok(())
+}
+
+/// The end of the zeros written behind a cut at `offset` in a file of `len` bytes:
+/// the cut records are gone, and at most one allocation step is written again.
+fn refill_end(offset: u64, len: u64) -> u64 {
+    len.min(offset.next_multiple_of(ALLOCATE_BYTES))
 }
 
 /// Whether `bytes` are all zeros: space allocated ahead that no record reached.
@@ -495,7 +495,7 @@ impl Disk {
             let file = OpenOptions::new().write(true).open(path)?;
             let len = file.metadata()?.len();
             file.set_len(offset as u64)?;
-            allocate(&file, offset as u64, len)?;
+            allocate(&file, offset as u64, refill_end(offset as u64, len))?;
             file.sync_all()
         };
         cut().map_err(|e| {
@@ -660,7 +660,7 @@ impl Disk {
         let file = open_segment(&path)?;
         let len = file.metadata()?.len();
         file.set_len(offset)?;
-        allocate(&file, offset, len)?;
+        allocate(&file, offset, refill_end(offset, len))?;
         file.sync_all()?;
         sync_dir(&self.dir)?;
         self.allocated = file.metadata()?.len();
