@@ -12,7 +12,8 @@
 # Durations are in seconds.
 #
 # Cases, with every session spread round-robin over the three members: write-only,
-# read-only and 10 %-write at 8 sessions x 8 in flight; serial writes at 1 x 1;
+# read-only and 10 %-write at 8 sessions x 8 in flight; serial writes at 1 x 1, once
+# against the leader and once against a follower;
 # failover: a write load during which the leader is killed with SIGKILL, reporting
 # the longest interval with no completed operation; and the resident memory of each
 # member after start-up and a short idle. Both systems keep their data on the same
@@ -46,9 +47,10 @@ ensemble | zookeeper) systems=("$only") ;;
 *) echo "--only takes ensemble or zookeeper" >&2; exit 2 ;;
 esac
 
-# Throughput cases: name, mix, sessions x in-flight.
+# Throughput cases: name, mix, sessions x in-flight, and optionally the one member to load
+# (by its role): a serial write costs a hop more through a follower, in both systems.
 cases=("write-only create=50,set=50 8x8" "read-only get=100 8x8" "10%-write get=90,set=10 8x8"
-  "serial-write set=100 1x1")
+  "serial-write-to-leader set=100 1x1 leader" "serial-write-to-follower set=100 1x1 follower")
 idle=5           # seconds of idle before memory is read
 failover_run=15  # measured seconds of the failover run
 failover_kill=5  # seconds into the measured window when the leader dies
@@ -132,6 +134,18 @@ EOF
 # A four-letter command's answer from 127.0.0.1:$1.
 four_letter() {
   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; printf $2 >&3; cat <&3" 2>/dev/null || true
+}
+
+# The first address of the connection string $1 whose member's `srvr` says `Mode: $2`.
+address_of_role() {
+  local address
+  for address in ${1//,/ }; do
+    if four_letter "${address##*:}" srvr | grep -q "^Mode: $2"; then
+      echo "$address"
+      return 0
+    fi
+  done
+  fail "no member of $1 is a $2"
 }
 
 rss_kib() {
@@ -310,9 +324,11 @@ done
 for system in "${systems[@]}"; do
   connect=$(connect_of "$system")
   for c in "${cases[@]}"; do
-    read -r name mix load <<<"$c"
-    echo "== $name ($mix, $load) on $system" >&2
-    "$bin" bench --connect "$connect" --sessions "${load%x*}" --in-flight "${load#*x}" \
+    read -r name mix load role <<<"$c"
+    target=$connect
+    [[ -z $role ]] || target=$(address_of_role "$connect" "$role")
+    echo "== $name ($mix, $load) on $system, against $target" >&2
+    "$bin" bench --connect "$target" --sessions "${load%x*}" --in-flight "${load#*x}" \
       --mix "$mix" --value-size "$value_size" --keys "$keys" \
       --duration "${duration}s" --warmup "${warmup}s" --json \
       >"$work/results/$name-$system.json" 2>>"$work/bench.log"
@@ -349,7 +365,7 @@ def rss(system):
     return [int(l) / 1024 for l in open(path)] if os.path.exists(path) else None
 
 rows = []  # (measure, ensemble, zookeeper, format, lower is better)
-for name, mix, load_ in cases:
+for name, mix, load_, *_role in cases:
     e, z = load(name, "ensemble"), load(name, "zookeeper")
     t = lambda r, f: f(r["total"]) if r else None
     label = f"{name} ({mix}, {load_})"
@@ -372,7 +388,7 @@ print(f"3-member ensemble vs 3-member Apache ZooKeeper ${zk_version:-} (QuorumPe
       f"all members on one machine: $(nproc) cores ($cpu) shared with the load generator, "
       f"data on $fs_type, fdatasync of a 4 KiB write {fsync_ms} ms on average; "
       f"${value_size}-byte values, ${keys} keys, ${duration} s measured after ${warmup} s warmup per case; "
-      f"sessions spread over the three members. Failover: 8 x 8 set=100 for ${failover_run} s, "
+      f"sessions spread over the three members but for the serial writes. Failover: 8 x 8 set=100 for ${failover_run} s, "
       f"the leader killed with SIGKILL ${failover_kill} s in.")
 print()
 print("| measure | ensemble | ZooKeeper | ensemble/ZooKeeper |")
