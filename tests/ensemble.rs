@@ -561,6 +561,20 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
         "it serves"
     );
     assert!(configs.join("member-1.properties").is_file());
+    // The members share the machine's cores rather than each take them all.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers =
+        std::env::var("TOKIO_WORKER_THREADS").unwrap_or_else(|_| (cores / 3).max(1).to_string());
+    let members = children_of(local.id());
+    assert_eq!(members.len(), 3, "three member processes");
+    for member in members {
+        let environ = std::fs::read(format!("/proc/{member}/environ")).expect("environ");
+        let wanted = format!("TOKIO_WORKER_THREADS={workers}");
+        assert!(
+            environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()),
+            "member {member} runs without {wanted}"
+        );
+    }
 
     let sent = Command::new("kill")
         .args(["-TERM", &local.id().to_string()])
@@ -584,6 +598,28 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
         );
     }
     assert!(!configs.exists(), "{} was left behind", configs.display());
+}
+
+/// The processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, then the parent's pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
 }
 
 /// The first of `n` consecutive ports that were free a moment ago.

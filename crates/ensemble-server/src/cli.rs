@@ -20,7 +20,10 @@
 //! string (every member's address, comma-separated), printed once every member
 //! serves; admin ports (`--admin-port A`: A+i-1; by default any free ports, so
 //! that several local ensembles and tests never collide) are announced on stderr
-//! as `admin: http://127.0.0.1:PORT`, never on stdout. Every startup failure
+//! as `admin: http://127.0.0.1:PORT`, never on stdout. The members share this
+//! machine's cores: each runs `cores / N` (at least one) async worker threads
+//! (`TOKIO_WORKER_THREADS`, unless already set), not one per core each, which
+//! would make them wake each other across cores for nothing. Every startup failure
 //! (configuration, data directory, port) is an error that names what failed,
 //! before anything is served.
 
@@ -74,6 +77,14 @@ pub struct LocalArgs {
 /// Set in the environment of the members `ensemble local` starts: they exit when
 /// their parent goes away.
 const EXIT_WITH_PARENT: &str = "ENSEMBLE_EXIT_WITH_PARENT";
+
+/// tokio's variable for the number of async worker threads of a runtime.
+const WORKER_THREADS: &str = "TOKIO_WORKER_THREADS";
+
+/// Worker threads for each of `members` processes sharing `cores`.
+fn worker_threads_per_member(cores: usize, members: u16) -> usize {
+    (cores / usize::from(members.max(1))).max(1)
+}
 
 /// Why a subcommand failed.
 #[derive(Debug, Error)]
@@ -339,6 +350,9 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
         .then(|| RemovedOnDrop(config_dir.clone()));
     let mut children = Vec::new();
     let mut admin_ports = Vec::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = std::env::var(WORKER_THREADS)
+        .unwrap_or_else(|_| worker_threads_per_member(cores, args.members).to_string());
     for id in 1..=args.members {
         let admin_port = match args.admin_port {
             // None of the ensemble's ports is bound yet, so the kernel may offer one.
@@ -361,6 +375,7 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
             .arg("--config")
             .arg(&path)
             .env(EXIT_WITH_PARENT, "1")
+            .env(WORKER_THREADS, &workers)
             .kill_on_drop(true)
             .spawn()
             .map_err(io(format!("starting member {id}")))?;
@@ -486,6 +501,14 @@ mod tests {
         assert!(err.to_string().contains("1 to 9 members"), "{err}");
         let err = run_local(args(3, 0)).await.expect_err("port 0");
         assert!(err.to_string().contains("--client-port"), "{err}");
+    }
+
+    #[test]
+    fn local_members_share_the_cores() {
+        assert_eq!(worker_threads_per_member(2, 3), 1);
+        assert_eq!(worker_threads_per_member(8, 3), 2);
+        assert_eq!(worker_threads_per_member(16, 5), 3);
+        assert_eq!(worker_threads_per_member(1, 1), 1);
     }
 
     #[test]
