@@ -25,13 +25,11 @@
 //!   ([`Service::peer_closed`]); [`Peer::accepts`] then tells a peer that is gone
 //!   from one that merely dropped a connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::collections::VecDeque;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
