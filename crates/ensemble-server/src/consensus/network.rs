@@ -8,6 +8,10 @@
 //! (see `transport`), so a follower writes appends that arrive while it flushes in
 //! one group commit, and the leader's next batch no longer waits a round trip and a
 //! follower's fsync. Answers are yielded in order; the first failure ends the stream.
+//! An append's time limit runs from when it was sent, but never ends before that of
+//! the append ahead of it, whose answer comes first. Heartbeats join the same ordered
+//! stream on the follower, so under a burst a heartbeat's answer waits for the appends
+//! ahead of it; their own answers keep the leader's lease meanwhile.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -227,7 +231,9 @@ where
                 request = next_request(&mut self.input), if room => match request {
                     None => self.input = None,
                     Some(rpc) => {
-                        let deadline = Instant::now() + append_timeout(rpc.entries.len(), self.ttl);
+                        // Answers come in order: none is due before the one ahead of it.
+                        let own = Instant::now() + append_timeout(rpc.entries.len(), self.ttl);
+                        let deadline = self.in_flight.back().map_or(own, |(_, ahead)| own.max(*ahead));
                         match self.connection.send(Request::StreamAppend(rpc)) {
                             Ok(answer) => self.in_flight.push_back((answer, deadline)),
                             Err(e) => {
