@@ -24,8 +24,11 @@
 //!   them, a metadata change the next `fdatasync` must write too. On the ext4 of the
 //!   machine we measure on, a 4 KiB write and `fdatasync` took 0.20 ms into
 //!   `fallocate`d space and 0.155 ms into written zeros (0.31 and 0.23 ms with three
-//!   writers on one disk, as three members on one machine). A segment is trimmed to
-//!   its records when the next one starts.
+//!   writers on one disk, as three members on one machine). Records only go into
+//!   zeros an earlier fsync made durable (the next step's zeros are written with the
+//!   batch before), so that a crash leaves zeros, not stale blocks of the disk,
+//!   behind the last record, at no fsync of its own. A segment is trimmed to its
+//!   records when the next one starts.
 //! - A batch of records is written with one system call per segment it touches.
 //! - Truncation cuts the segment file (allocating zeros again behind the cut, so cut
 //!   records can never be read back) and deletes later segments, fsynced; purge
@@ -337,6 +340,9 @@ struct Disk {
     active_len: u64,
     /// The active segment's length on disk, zeros beyond `active_len`.
     allocated: u64,
+    /// Up to where those zeros are known to be on disk (fsynced): records are only
+    /// written below it.
+    durable: u64,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -464,6 +470,8 @@ impl Disk {
         let failed = |e: io::Error| format!("{}: {e}", path.display());
         let active = open_segment(&path).map_err(failed)?;
         let allocated = active.metadata().map_err(failed)?.len();
+        // What recovery read may still be only in the page cache.
+        active.sync_data().map_err(failed)?;
         if seqs.is_empty() {
             sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             segments.insert(active_seq, None);
@@ -476,6 +484,7 @@ impl Disk {
             active_seq,
             active_len,
             allocated,
+            durable: allocated,
         })
     }
 
@@ -585,6 +594,9 @@ impl Disk {
         let result = self
             .write_records(records)
             .and_then(|_| self.active.sync_data());
+        if result.is_ok() {
+            self.durable = self.allocated;
+        }
         for (_, callback) in appends.drain(..) {
             let outcome = match &result {
                 Ok(()) => Ok(()),
@@ -619,19 +631,30 @@ impl Disk {
         self.write_at(&batch, start)
     }
 
-    /// Writes `bytes` at `offset` of the active segment, allocating ahead first.
+    /// Writes `bytes` at `offset` of the active segment, into zeros already on disk,
+    /// and allocates the next step when less than one is left: its zeros reach the
+    /// disk with this batch's fsync, before any record goes into them. (Only a batch
+    /// that outruns them, or the first of a segment, fsyncs zeros of its own.)
     fn write_at(&mut self, bytes: &[u8], offset: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         if bytes.is_empty() {
             return Ok(());
         }
         let end = offset + bytes.len() as u64;
-        if end > self.allocated {
-            let to = end.div_ceil(ALLOCATE_BYTES) * ALLOCATE_BYTES;
+        if end > self.durable {
+            let to = end.next_multiple_of(ALLOCATE_BYTES).max(self.allocated);
+            allocate(&self.active, self.allocated, to)?;
+            self.active.sync_data()?;
+            self.allocated = to;
+            self.durable = to;
+        }
+        self.active.write_all_at(bytes, offset)?;
+        if self.allocated - end < ALLOCATE_BYTES {
+            let to = self.allocated + ALLOCATE_BYTES;
             allocate(&self.active, self.allocated, to)?;
             self.allocated = to;
         }
-        self.active.write_all_at(bytes, offset)
+        Ok(())
     }
 
     /// Trims the full active segment to its records and starts the next one.
@@ -643,6 +666,7 @@ impl Disk {
         sync_dir(&self.dir)?;
         self.active_len = 0;
         self.allocated = 0;
+        self.durable = 0;
         self.segments.insert(self.active_seq, None);
         Ok(())
     }
@@ -664,6 +688,7 @@ impl Disk {
         file.sync_all()?;
         sync_dir(&self.dir)?;
         self.allocated = file.metadata()?.len();
+        self.durable = self.allocated;
         self.active = file;
         self.active_seq = seq;
         self.active_len = offset;
