@@ -576,19 +576,7 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
         );
     }
 
-    let sent = Command::new("kill")
-        .args(["-TERM", &local.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = local.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "ensemble local ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut local);
     assert!(status.success(), "ensemble local exited with {status}");
     for i in 0..3 {
         assert!(
@@ -598,6 +586,57 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
         );
     }
     assert!(!configs.exists(), "{} was left behind", configs.display());
+}
+
+/// SIGTERM while the members are still starting stops them and `ensemble local`
+/// as cleanly as later: nothing is left running or on disk.
+#[test]
+fn ensemble_local_stopped_while_starting_leaves_nothing_behind() {
+    let mut local = Command::new(env!("CARGO_BIN_EXE_ensemble"))
+        .args(["local", "--members", "3", "--client-port"])
+        .arg(free_port_block(3).to_string())
+        .arg("--peer-port")
+        .arg(free_port_block(3).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ensemble local");
+    let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
+    let deadline = Instant::now() + WAIT;
+    let members = loop {
+        let members = children_of(local.id());
+        if members.len() == 3 {
+            break members;
+        }
+        assert!(Instant::now() < deadline, "the members never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let status = terminate(&mut local);
+    assert!(status.success(), "ensemble local exited with {status}");
+    for member in members {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{member}")).exists(),
+            "member process {member} outlived ensemble local"
+        );
+    }
+    assert!(!configs.exists(), "{} was left behind", configs.display());
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM was ignored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The processes whose parent is `parent`.

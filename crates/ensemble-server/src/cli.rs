@@ -129,29 +129,30 @@ pub enum CliError {
 
 /// A token cancelled by SIGINT (Ctrl-C) or SIGTERM (how Kubernetes and most
 /// supervisors stop a process): either stops the server gracefully.
+///
+/// Both handlers are installed before this returns, so call it before telling
+/// anyone that the process serves: a signal that arrived in between would still end
+/// the process the default way, at once and without cleaning up.
 fn stop_token() -> CancellationToken {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    // A signal that cannot be installed is never received: serving on until killed is
+    // the best option then.
+    async fn received(signal: &mut Option<Signal>) {
+        match signal {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        // A signal that cannot be installed is never received: serving on until
-        // killed is the best option then.
-        let interrupt = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        let terminate = async {
-            match signal(SignalKind::terminate()) {
-                Ok(mut terminate) => {
-                    terminate.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
-            () = interrupt => {}
-            () = terminate => {}
+            () = received(&mut interrupt) => {}
+            () = received(&mut terminate) => {}
         }
         cancel.cancel();
     });
@@ -192,6 +193,7 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     if std::env::var_os(EXIT_WITH_PARENT).is_some() {
         exit_with_parent();
     }
+    let stop = stop_token();
     let peer_port = config
         .servers
         .get(&config.my_id)
@@ -217,7 +219,7 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
         admin,
         peer: None,
     };
-    member.serve(listeners, stop_token()).await?;
+    member.serve(listeners, stop).await?;
     Ok(())
 }
 
@@ -242,6 +244,7 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     if args.members > 1 {
         return run_local_ensemble(args).await;
     }
+    let stop = stop_token();
     // Bound first: the member's address in the membership names its client port.
     let listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.client_port))).await?;
     let port = listener
@@ -267,7 +270,7 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
         admin: Some(admin),
         peer: None,
     };
-    member.serve(listeners, stop_token()).await?;
+    member.serve(listeners, stop).await?;
     Ok(())
 }
 
@@ -335,6 +338,7 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
     let peer_base = args
         .peer_port
         .unwrap_or(args.client_port.saturating_add(1000));
+    let stop = stop_token();
     let exe = std::env::current_exe().map_err(io("finding the ensemble binary".into()))?;
     let config_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
@@ -382,17 +386,26 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
         children.push((id, child));
         admin_ports.push(admin_port);
     }
-    for (&port, (id, child)) in admin_ports.iter().zip(children.iter_mut()) {
-        wait_until_ready(*id, port, child).await?;
+    let all_ready = async {
+        for (&port, (id, child)) in admin_ports.iter().zip(children.iter_mut()) {
+            wait_until_ready(*id, port, child).await?;
+        }
+        Ok::<(), CliError>(())
+    };
+    // Stopped while the members start: they are stopped below as they would be later.
+    tokio::select! {
+        ready = all_ready => ready?,
+        () = stop.cancelled() => {}
     }
-    let connection: Vec<String> = (0..args.members)
-        .map(|i| format!("127.0.0.1:{}", args.client_port + i))
-        .collect();
-    println!("{}", connection.join(","));
-    for port in &admin_ports {
-        eprintln!("admin: http://127.0.0.1:{port}");
+    if !stop.is_cancelled() {
+        let connection: Vec<String> = (0..args.members)
+            .map(|i| format!("127.0.0.1:{}", args.client_port + i))
+            .collect();
+        println!("{}", connection.join(","));
+        for port in &admin_ports {
+            eprintln!("admin: http://127.0.0.1:{port}");
+        }
     }
-    let stop = stop_token();
     let mut waits: tokio::task::JoinSet<(u16, String)> = tokio::task::JoinSet::new();
     for (id, mut child) in children {
         let stop = stop.clone();
