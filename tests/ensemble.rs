@@ -43,6 +43,12 @@ struct Cluster {
 impl Cluster {
     /// Starts `size` members founding one ensemble, and waits until it serves.
     fn start(name: &str, size: u64) -> Self {
+        Self::start_some(name, size, size)
+    }
+
+    /// Starts the first `started` of `size` members founding one ensemble (the others
+    /// never come up), and waits until it serves.
+    fn start_some(name: &str, size: u64, started: u64) -> Self {
         let dir = temp_dir(name);
         let ports: BTreeMap<u64, Ports> = (1..=size)
             .map(|id| {
@@ -61,9 +67,10 @@ impl Cluster {
             ports,
             running: BTreeMap::new(),
         };
-        let ids: Vec<u64> = cluster.ports.keys().copied().collect();
-        for id in ids {
+        for id in 1..=size {
             cluster.write_config(id);
+        }
+        for id in 1..=started {
             cluster.start_member(id);
         }
         cluster.wait_for_leader();
@@ -119,18 +126,27 @@ impl Cluster {
 
     /// SIGTERM, as Kubernetes stops a pod: the member's exit status, once it exits.
     fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
-        let mut child = self.running.remove(&id).expect("a running member");
-        let pid = libc::pid_t::try_from(child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child, with a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "member {id} ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.running.remove(&id).expect("a running member"))
+    }
+
+    /// The CPU time member `id` used, user and system.
+    fn cpu_time(&self, id: u64) -> Duration {
+        let pid = self.running[&id].id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        // After the command name in parentheses: utime and stime are fields 12 and 13.
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .expect("stat format")
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().expect("a tick count"))
+            .collect();
+        // SAFETY: sysconf reads a constant of the system.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let ticks = u64::try_from(ticks).expect("clock ticks");
+        Duration::from_millis(fields.iter().sum::<u64>() * 1000 / ticks)
     }
 
     fn addr(&self, id: u64) -> String {
@@ -454,6 +470,34 @@ async fn a_member_alone_refuses_clients_and_the_majority_goes_on() {
 
 /// SIGTERM stops a member cleanly: a leader hands its leadership to another member
 /// before it exits, with success, and what it acknowledged stays.
+/// A member that is down (its pod pending, or being rescheduled) costs the leader
+/// retries paced by a backoff, not a busy loop.
+#[test]
+fn a_leader_with_a_member_down_stays_idle() {
+    // Idle, a leader's heartbeats take a few percent of a core; spinning, all of one.
+    fn assert_idle(cluster: &Cluster, leader: u64, down: u64) {
+        let before = cluster.cpu_time(leader);
+        let watched = Duration::from_secs(3);
+        std::thread::sleep(watched);
+        let used = cluster.cpu_time(leader) - before;
+        assert!(
+            used < watched / 4,
+            "the leader used {used:?} of CPU in {watched:?} with member {down} down"
+        );
+    }
+    // Member 3 never came up.
+    let mut cluster = Cluster::start_some("member-down", 3, 2);
+    let leader = cluster.wait_for_leader();
+    assert_idle(&cluster, leader, 3);
+    // It comes up, and a follower dies.
+    cluster.start_member(3);
+    let leader = cluster.wait_for_leader();
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.kill(follower);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_idle(&cluster, leader, follower);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_stopped_by_sigterm_hands_over_and_exits_cleanly() {
     let mut cluster = Cluster::start("sigterm", 3);
@@ -620,6 +664,47 @@ fn ensemble_local_stopped_while_starting_leaves_nothing_behind() {
         );
     }
     assert!(!configs.exists(), "{} was left behind", configs.display());
+}
+
+/// A member `ensemble local` started exits when `ensemble local` is gone, even if
+/// it was gone before the member could look.
+#[test]
+fn a_member_whose_ensemble_local_is_gone_exits() {
+    let dir = std::env::temp_dir().join(format!("ensemble-orphan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("member-1.properties");
+    let (client, peer) = (free_port(), free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "myid=1\nclientPort={client}\nadmin.serverPort={}\n\
+             server.1=127.0.0.1:{peer}:participant;127.0.0.1:{client}\n",
+            free_port()
+        ),
+    )
+    .expect("config");
+    // Its parent is this test, not the (long gone) `ensemble local` it names.
+    let mut member = Command::new(env!("CARGO_BIN_EXE_ensemble"))
+        .args(["server", "--config"])
+        .arg(&config)
+        .env("ENSEMBLE_EXIT_WITH_PARENT", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ensemble server");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = member.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = member.kill();
+            panic!("the member outlived the ensemble local it belongs to");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "it exits as failed: {status}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Sends SIGTERM to `child` and waits for it to exit.

@@ -74,8 +74,8 @@ pub struct LocalArgs {
     pub peer_port: Option<u16>,
 }
 
-/// Set in the environment of the members `ensemble local` starts: they exit when
-/// their parent goes away.
+/// Set, to its own process id, in the environment of the members `ensemble local`
+/// starts: they exit when their parent is no longer that process.
 const EXIT_WITH_PARENT: &str = "ENSEMBLE_EXIT_WITH_PARENT";
 
 /// tokio's variable for the number of async worker threads of a runtime.
@@ -190,8 +190,11 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     for key in &config.ignored_keys {
         tracing::warn!(key = %key, "ignoring unknown configuration key");
     }
-    if std::env::var_os(EXIT_WITH_PARENT).is_some() {
-        exit_with_parent();
+    if let Some(parent) = std::env::var(EXIT_WITH_PARENT)
+        .ok()
+        .and_then(|pid| pid.parse().ok())
+    {
+        exit_with_parent(parent);
     }
     let stop = stop_token();
     let peer_port = config
@@ -223,16 +226,15 @@ pub async fn run_server(args: ServerArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Exits the process as soon as its parent is gone (it was started by
-/// `ensemble local`, which may have been killed).
-fn exit_with_parent() {
-    let parent = std::os::unix::process::parent_id();
+/// Exits the process as soon as its parent is no longer `parent` (the `ensemble
+/// local` that started it, which may have been killed, even before this ran).
+fn exit_with_parent(parent: u32) {
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(100));
         if std::os::unix::process::parent_id() != parent {
             eprintln!("ensemble local went away; this member exits");
             std::process::exit(1);
         }
+        std::thread::sleep(Duration::from_millis(100));
     });
 }
 
@@ -378,7 +380,7 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
             .arg("server")
             .arg("--config")
             .arg(&path)
-            .env(EXIT_WITH_PARENT, "1")
+            .env(EXIT_WITH_PARENT, std::process::id().to_string())
             .env(WORKER_THREADS, &workers)
             .kill_on_drop(true)
             .spawn()

@@ -11,7 +11,9 @@
 //! An append's time limit runs from when it was sent, but never ends before that of
 //! the append ahead of it, whose answer comes first. Heartbeats join the same ordered
 //! stream on the follower, so under a burst a heartbeat's answer waits for the appends
-//! ahead of it; their own answers keep the leader's lease meanwhile.
+//! ahead of it; their own answers keep the leader's lease meanwhile. A stream takes
+//! its first append from openraft before it connects, so that openraft's backoff (a
+//! pause before the next append) paces the retries of a peer that is unreachable.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -114,10 +116,17 @@ impl RaftNetworkV2<C> for RaftPeer {
         S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
     {
         Box::pin(async move {
+            // The first append before the connection: openraft's backoff after a
+            // failure is a pause before it produces the next append, so failing on an
+            // unreachable peer before asking for one would retry it in a busy loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(futures_util::stream::empty().boxed());
+            };
             let connection = self.peer.connection().await.map_err(rpc_error)?;
             let pipeline = Pipeline {
                 connection,
-                input: Some(input),
+                input: Some(futures_util::stream::iter([first]).chain(input)),
                 in_flight: VecDeque::new(),
                 ttl: option.hard_ttl(),
                 ended: false,
@@ -398,6 +407,38 @@ mod tests {
         assert_eq!(answers.len(), 3, "nothing after the refusal: {answers:?}");
         assert_eq!(send(&mut peer, 6..=7).await, [Ok(6), Ok(7)]);
         stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_fails_a_stream_only_once_openraft_offers_an_append() {
+        // openraft's backoff delays the stream's first append: a stream that failed
+        // before taking one would be retried at once, in a busy loop.
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = gone.local_addr().unwrap().to_string();
+        drop(gone);
+        let mut peer = RaftPeer {
+            peer: Peers::new(1, None).get(2, &address),
+        };
+        let option = RPCOption::new(Duration::from_secs(2));
+        let waiting = peer.stream_append(futures_util::stream::pending(), option.clone());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), waiting)
+                .await
+                .is_err(),
+            "the stream failed before openraft offered an append"
+        );
+        let input = futures_util::stream::iter(appends(1..=1));
+        let failed = match peer.stream_append(input, option).await {
+            Err(e) => Some(e),
+            Ok(answers) => {
+                answers
+                    .filter_map(|a| async { a.err() })
+                    .boxed()
+                    .next()
+                    .await
+            }
+        };
+        assert!(failed.is_some(), "an append reached a peer that is gone");
     }
 
     #[test]
