@@ -549,17 +549,19 @@ fn ensemble_local_runs_three_member_processes_that_go_with_it() {
     let dir = temp_dir("local3");
     let port = free_port_block(3);
     let log = std::fs::File::create(dir.join("local.log")).expect("log");
-    let mut local = Command::new(env!("CARGO_BIN_EXE_ensemble"))
-        .args(["local", "--members", "3", "--client-port"])
-        .arg(port.to_string())
-        .arg("--peer-port")
-        .arg(free_port_block(3).to_string())
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn ensemble local");
+    let mut local = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_ensemble"))
+            .args(["local", "--members", "3", "--client-port"])
+            .arg(port.to_string())
+            .arg("--peer-port")
+            .arg(free_port_block(3).to_string())
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ensemble local"),
+    );
     let mut stdout = local.stdout.take().expect("stdout");
     let first = read_line(&mut stdout);
     let expected: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", port + i)).collect();
@@ -589,15 +591,17 @@ fn ensemble_local_runs_three_member_processes_that_go_with_it() {
 #[test]
 fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() {
     let port = free_port_block(3);
-    let mut local = Command::new(env!("CARGO_BIN_EXE_ensemble"))
-        .args(["local", "--members", "3", "--client-port"])
-        .arg(port.to_string())
-        .arg("--peer-port")
-        .arg(free_port_block(3).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ensemble local");
+    let mut local = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_ensemble"))
+            .args(["local", "--members", "3", "--client-port"])
+            .arg(port.to_string())
+            .arg("--peer-port")
+            .arg(free_port_block(3).to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ensemble local"),
+    );
     let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
     let mut stdout = local.stdout.take().expect("stdout");
     assert!(
@@ -618,6 +622,18 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
             environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()),
             "member {member} runs without {wanted}"
         );
+        // Every thread of it runs under SCHED_BATCH (policy 3).
+        for thread in std::fs::read_dir(format!("/proc/{member}/task")).expect("threads") {
+            let stat = std::fs::read_to_string(thread.expect("thread").path().join("stat"))
+                .expect("thread stat");
+            // After the command name in parentheses, the policy is field 41 of stat.
+            let policy = stat.rsplit_once(')').and_then(|(_, rest)| {
+                rest.split_whitespace()
+                    .nth(38)
+                    .and_then(|p| p.parse::<u32>().ok())
+            });
+            assert_eq!(policy, Some(3), "a thread of member {member}: {stat}");
+        }
     }
 
     let status = terminate(&mut local);
@@ -636,15 +652,17 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
 /// as cleanly as later: nothing is left running or on disk.
 #[test]
 fn ensemble_local_stopped_while_starting_leaves_nothing_behind() {
-    let mut local = Command::new(env!("CARGO_BIN_EXE_ensemble"))
-        .args(["local", "--members", "3", "--client-port"])
-        .arg(free_port_block(3).to_string())
-        .arg("--peer-port")
-        .arg(free_port_block(3).to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ensemble local");
+    let mut local = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_ensemble"))
+            .args(["local", "--members", "3", "--client-port"])
+            .arg(free_port_block(3).to_string())
+            .arg("--peer-port")
+            .arg(free_port_block(3).to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ensemble local"),
+    );
     let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
     let deadline = Instant::now() + WAIT;
     let members = loop {
@@ -705,6 +723,30 @@ fn a_member_whose_ensemble_local_is_gone_exits() {
     };
     assert!(!status.success(), "it exits as failed: {status}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A child process killed and reaped when this is dropped, so that a failed test
+/// leaves no `ensemble local` (and so no members) running.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Sends SIGTERM to `child` and waits for it to exit.
