@@ -53,8 +53,8 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 
 use super::types::{
-    decode, encode, frame_record, read_record, read_small_file, write_atomic, Entry, LogId,
-    RecordError, Vote, C,
+    decode, encode, frame_record, put_record, read_record, read_small_file, write_atomic, Entry,
+    LogId, RecordError, Vote, C,
 };
 
 /// How often at most the committed log id is written; see the module contract.
@@ -91,11 +91,36 @@ struct Mem {
 
 type Reply = tokio::sync::oneshot::Sender<io::Result<()>>;
 
-/// Framed records of one `append` call (index, bytes) and its callback.
-type PendingAppend = (Vec<(u64, Vec<u8>)>, IOFlushed<C>);
+/// The records of one `append` call and its callback.
+type PendingAppend = (Records, IOFlushed<C>);
+
+/// Framed records, one after the other, and each one's log index and end.
+#[derive(Default)]
+struct Records {
+    bytes: Vec<u8>,
+    ends: Vec<(u64, usize)>,
+}
+
+impl Records {
+    fn push(&mut self, entry: &Entry) -> io::Result<()> {
+        put_record(&mut self.bytes, entry)?;
+        self.ends.push((entry.log_id.index, self.bytes.len()));
+        Ok(())
+    }
+
+    /// `(index, record)` in order.
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(index, end)| {
+            let record = &self.bytes[start..end];
+            start = end;
+            (index, record)
+        })
+    }
+}
 
 enum Op {
-    Append(Vec<(u64, Vec<u8>)>, IOFlushed<C>),
+    Append(Records, IOFlushed<C>),
     /// Remove every entry from this index on.
     Truncate(u64, Reply),
     Purge(LogId, Reply),
@@ -288,12 +313,12 @@ impl RaftLogStorage<C> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let durable = self.is_durable();
-        let mut records = Vec::new();
+        let mut records = Records::default();
         {
             let mut mem = lock(&self.shared.mem);
             for entry in entries {
                 if durable {
-                    records.push((entry.log_id.index, frame_record(&encode(&entry)?)));
+                    records.push(&entry)?;
                 }
                 mem.entries.insert(entry.log_id.index, entry);
             }
@@ -588,9 +613,7 @@ impl Disk {
         if appends.is_empty() {
             return;
         }
-        let records = appends
-            .iter()
-            .flat_map(|(records, _)| records.iter().map(|(i, r)| (*i, r.as_slice())));
+        let records = appends.iter().flat_map(|(records, _)| records.iter());
         let result = self
             .write_records(records)
             .and_then(|_| self.active.sync_data());

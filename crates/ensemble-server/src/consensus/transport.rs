@@ -40,7 +40,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::types::{decode, encode, SnapshotMeta, Vote, C};
+use super::types::{decode, encode_into, SnapshotMeta, Vote, C};
 use super::{Faults, MemberId};
 
 /// Frames above this size (a snapshot, at most) are refused.
@@ -152,15 +152,18 @@ pub(crate) enum CallError {
 /// Appends `frame` to `out` as one length-prefixed frame, or fails (leaving `out`
 /// as it was) if it cannot be encoded or is too large.
 fn put_frame(out: &mut Vec<u8>, frame: &Frame) -> io::Result<()> {
-    let body = encode(frame)?;
-    if body.len() > MAX_FRAME {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    encode_into(out, frame).inspect_err(|_| out.truncate(start))?;
+    let len = out.len() - start - 4;
+    if len > MAX_FRAME {
+        out.truncate(start);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "frame too large",
         ));
     }
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
 }
 
