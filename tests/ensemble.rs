@@ -591,18 +591,7 @@ fn ensemble_local_runs_three_member_processes_that_go_with_it() {
 #[test]
 fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() {
     let port = free_port_block(3);
-    let mut local = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_ensemble"))
-            .args(["local", "--members", "3", "--client-port"])
-            .arg(port.to_string())
-            .arg("--peer-port")
-            .arg(free_port_block(3).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ensemble local"),
-    );
-    let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
+    let (mut local, configs) = local_without_data_dir(port, Stdio::piped());
     let mut stdout = local.stdout.take().expect("stdout");
     assert!(
         read_line(&mut stdout).starts_with("127.0.0.1:"),
@@ -652,18 +641,7 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
 /// as cleanly as later: nothing is left running or on disk.
 #[test]
 fn ensemble_local_stopped_while_starting_leaves_nothing_behind() {
-    let mut local = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_ensemble"))
-            .args(["local", "--members", "3", "--client-port"])
-            .arg(free_port_block(3).to_string())
-            .arg("--peer-port")
-            .arg(free_port_block(3).to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ensemble local"),
-    );
-    let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
+    let (mut local, configs) = local_without_data_dir(free_port_block(3), Stdio::null());
     let deadline = Instant::now() + WAIT;
     let members = loop {
         let members = children_of(local.id());
@@ -723,6 +701,24 @@ fn a_member_whose_ensemble_local_is_gone_exits() {
     };
     assert!(!status.success(), "it exits as failed: {status}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `ensemble local --members 3` on client ports from `port`, without a data directory,
+/// and the directory its members' configurations go to.
+fn local_without_data_dir(port: u16, stdout: Stdio) -> (Reaped, PathBuf) {
+    let local = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_ensemble"))
+            .args(["local", "--members", "3", "--client-port"])
+            .arg(port.to_string())
+            .arg("--peer-port")
+            .arg(free_port_block(3).to_string())
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ensemble local"),
+    );
+    let configs = std::env::temp_dir().join(format!("ensemble-local-{}", local.id()));
+    (local, configs)
 }
 
 /// A child process killed and reaped when this is dropped, so that a failed test
