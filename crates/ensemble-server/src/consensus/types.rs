@@ -136,9 +136,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// A record as stored on disk: length, CRC-32 of the body, body.
 pub(crate) fn frame_record(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(body);
+    seal_record(&mut out, 0).expect("a record body under 4 GiB");
     out
 }
 
@@ -147,18 +147,17 @@ pub(crate) fn frame_record(body: &[u8]) -> Vec<u8> {
 pub(crate) fn put_record<T: Serialize>(out: &mut Vec<u8>, value: &T) -> io::Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
-    if let Err(e) = encode_into(out, value) {
-        out.truncate(start);
-        return Err(e);
-    }
+    encode_into(out, value)
+        .and_then(|()| seal_record(out, start))
+        .inspect_err(|_| out.truncate(start))
+}
+
+/// Fills in the header of the record that starts at `start` of `out`, an 8-byte
+/// placeholder followed by the body up to the end of `out`.
+fn seal_record(out: &mut [u8], start: usize) -> io::Result<()> {
     let body = start + 8;
-    let Ok(len) = u32::try_from(out.len() - body) else {
-        out.truncate(start);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "record too large",
-        ));
-    };
+    let len = u32::try_from(out.len() - body)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "record too large"))?;
     let crc = crc32fast::hash(&out[body..]);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..body].copy_from_slice(&crc.to_le_bytes());
