@@ -210,3 +210,58 @@ async fn a_partitioned_leader_stops_and_the_majority_goes_on() {
         let _ = tokio::time::timeout(WAIT, member.task).await;
     }
 }
+
+/// Pre-vote: a follower cut off from both others for many election timeouts cannot
+/// raise its term (no majority would vote for it), so when the cut heals it rejoins
+/// at the leader's term and the leader keeps leading. Without pre-vote it returns
+/// with a higher term and unseats a healthy leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_and_healed_does_not_unseat_the_leader() {
+    let faults = Faults::default();
+    let members = start_three(&faults).await;
+    let all = [1, 2, 3];
+    let leader = leader_of(&members, &all).await;
+    let follower = *all.iter().find(|id| **id != leader).expect("a follower");
+    let term_of = |report: Option<serde_json::Value>| {
+        report
+            .and_then(|s| s["term"].as_u64())
+            .expect("a status with a term")
+    };
+    let term = term_of(status(&members[&leader]).await);
+
+    faults.isolate(follower);
+    // Elections run after 200 to 400 ms: this is at least seven of them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        term_of(status(&members[&follower]).await),
+        term,
+        "the cut-off follower raised its term"
+    );
+    faults.heal();
+
+    // Long enough for the follower to be heard again and to catch up.
+    let client = connect(&members[&follower].client_addr).await;
+    client
+        .create("/after", b"1", &OPEN)
+        .await
+        .expect("a write through the healed follower");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        leader_of(&members, &all).await,
+        leader,
+        "the leader changed"
+    );
+    for id in all {
+        assert_eq!(
+            term_of(status(&members[&id]).await),
+            term,
+            "member {id}'s term after healing"
+        );
+    }
+
+    drop(client);
+    for member in members.into_values() {
+        member.shutdown.cancel();
+        let _ = tokio::time::timeout(WAIT, member.task).await;
+    }
+}

@@ -58,6 +58,12 @@
 //!   of death costs no safety, and a leader that merely went silent is still
 //!   replaced by the election timeout. A crashed leader is replaced in tens of
 //!   milliseconds rather than the lease plus an election timeout (600 to 800 ms).
+//! - **Pre-vote.** A member raises its term only after a majority of voters said
+//!   they would vote for it (a pre-vote changes nothing on the voter): openraft's
+//!   pre-vote on an election timeout, and on the fast path above one of our own (the
+//!   same request, sent before standing), which a voter grants if it too saw the
+//!   leader go. So a member cut off from the others comes back at the term it left,
+//!   and its return does not unseat a healthy leader.
 //! - **Linearizable sync.** [`Consensus::read_index`] returns a commit index the
 //!   leader confirmed with a quorum after the call began; once the local member has
 //!   applied it, every write committed before the call is visible.
@@ -366,6 +372,7 @@ impl Consensus {
             // A snapshot travels as one frame: give it time.
             install_snapshot_timeout: 60_000,
             backoff: "20ms 40ms ...500ms".into(),
+            enable_pre_vote: Some(true),
             ..Default::default()
         };
         let config = match config.validate() {

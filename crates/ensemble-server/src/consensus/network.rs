@@ -87,6 +87,25 @@ fn unexpected(response: Response) -> RPCError<C> {
     RPCError::Network(NetworkError::from_string(what))
 }
 
+impl RaftPeer {
+    /// A vote or pre-vote request; both are answered with `Response::Vote`.
+    async fn ask_for_vote(
+        &self,
+        request: Request,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        match self
+            .peer
+            .call(request, option.hard_ttl())
+            .await
+            .map_err(rpc_error)?
+        {
+            Response::Vote(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 impl RaftNetworkV2<C> for RaftPeer {
     type SnapshotData = Vec<u8>;
 
@@ -144,15 +163,17 @@ impl RaftNetworkV2<C> for RaftPeer {
         rpc: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self
-            .peer
-            .call(Request::Vote(rpc), option.hard_ttl())
-            .await
-            .map_err(rpc_error)?
-        {
-            Response::Vote(r) => Ok(r),
-            other => Err(unexpected(other)),
-        }
+        self.ask_for_vote(Request::Vote(rpc), option).await
+    }
+
+    /// An unreachable target fails the pre-vote (openraft counts only answers), so an
+    /// isolated member never gathers the quorum that would let it raise its term.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.ask_for_vote(Request::PreVote(rpc), option).await
     }
 
     async fn full_snapshot(

@@ -26,7 +26,7 @@ use futures_util::{FutureExt, StreamExt};
 use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
-use openraft::raft::AppendEntriesRequest;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -36,7 +36,7 @@ use super::log_store::LogStore;
 use super::transport::{
     Change, Connection, Peers, Request, Response, Service, WireError, RECONNECT_BACKOFF,
 };
-use super::types::{membership_view, Command, Raft, Snapshot};
+use super::types::{membership_view, Command, Raft, Snapshot, Vote};
 use super::{ConsensusError, MemberId, Options, Role, StateMachine, Status};
 
 /// How long a forwarded request waits for the leader.
@@ -54,6 +54,8 @@ const LEADER_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 /// below this, so that two such followers seldom split the vote (a vote and its fsync
 /// take about a millisecond).
 const STAND_STAGGER_MS: u64 = 40;
+/// How long a follower that saw its leader go waits for the others' pre-votes.
+const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(200);
 
 pub(crate) struct Node {
     pub(crate) id: MemberId,
@@ -557,9 +559,48 @@ impl Node {
             let status = self.status.borrow();
             status.role == Role::Follower && status.term == term && status.leader == Some(from)
         };
-        if unchanged && !self.stop.is_cancelled() {
+        if unchanged && !self.stop.is_cancelled() && self.majority_would_vote(term).await {
             let _ = self.raft.trigger().elect(false).await;
         }
+    }
+
+    /// The fast path's pre-vote: whether a majority of voters, this member included,
+    /// would vote for it in the next term, which they do only if they too saw the
+    /// leader go (or its lease ran out). A member that merely lost its own link to the
+    /// leader learns here that the others still follow it, and keeps its term.
+    /// openraft's pre-vote cannot serve here: it does not start while this member
+    /// still holds the lease of the leader it saw go.
+    async fn majority_would_vote(&self, term: u64) -> bool {
+        let voters = self.status.borrow().membership.voters.clone();
+        let Ok(last_log_id) = self
+            .raft
+            .with_raft_state(|state| state.log_ids.last().cloned())
+            .await
+        else {
+            return false;
+        };
+        let request = VoteRequest::new(Vote::new(term + 1, self.id), last_log_id);
+        let asks = voters
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, address)| {
+                let peer = self.peers.get(*id, address);
+                let request = Request::PreVote(request.clone());
+                async move {
+                    let answer = tokio::time::timeout(
+                        PRE_VOTE_TIMEOUT,
+                        peer.call(request, PRE_VOTE_TIMEOUT),
+                    );
+                    matches!(answer.await, Ok(Ok(Response::Vote(r))) if r.vote_granted)
+                }
+            });
+        let granted = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter(|granted| *granted)
+            .count()
+            + usize::from(voters.contains_key(&self.id));
+        granted > voters.len() / 2
     }
 
     /// Whether this member saw the leader of its current term go away.
@@ -615,6 +656,19 @@ impl Service for Node {
                         rpc.leadership_transfer = true;
                     }
                     self.raft.vote(rpc).await.map_or(stopped, Response::Vote)
+                }
+                Request::PreVote(rpc) => {
+                    if self.saw_leader_go() {
+                        // openraft's pre-vote always honours the lease; waive it for
+                        // the same reason as above. The vote that follows still
+                        // compares logs.
+                        Response::Vote(openraft::raft::VoteResponse::new(rpc.vote, None, true))
+                    } else {
+                        self.raft
+                            .pre_vote(rpc)
+                            .await
+                            .map_or(stopped, Response::Vote)
+                    }
                 }
                 Request::Snapshot { vote, meta, data } => self
                     .raft

@@ -72,6 +72,9 @@ pub(crate) enum Request {
     ReadIndex,
     Change(Change),
     LeaderMessage(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Whether the receiver would grant this vote; answered with `Response::Vote`.
+    /// Last, so that the variants before it keep their numbers on the wire.
+    PreVote(openraft::raft::VoteRequest<C>),
 }
 
 /// A membership change forwarded to the leader.
