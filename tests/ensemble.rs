@@ -37,6 +37,8 @@ struct Ports {
 struct Cluster {
     dir: PathBuf,
     ports: BTreeMap<u64, Ports>,
+    /// Configuration lines every member gets besides its ports and the members.
+    settings: String,
     running: BTreeMap<u64, Child>,
 }
 
@@ -49,6 +51,16 @@ impl Cluster {
     /// Starts the first `started` of `size` members founding one ensemble (the others
     /// never come up), and waits until it serves.
     fn start_some(name: &str, size: u64, started: u64) -> Self {
+        Self::launch(name, size, started, "")
+    }
+
+    /// Starts `size` members founding one ensemble with `settings` (configuration
+    /// lines) added, and waits until it serves.
+    fn start_with(name: &str, size: u64, settings: &str) -> Self {
+        Self::launch(name, size, size, settings)
+    }
+
+    fn launch(name: &str, size: u64, started: u64, settings: &str) -> Self {
         let dir = temp_dir(name);
         let ports: BTreeMap<u64, Ports> = (1..=size)
             .map(|id| {
@@ -65,6 +77,7 @@ impl Cluster {
         let mut cluster = Self {
             dir,
             ports,
+            settings: settings.to_owned(),
             running: BTreeMap::new(),
         };
         for id in 1..=size {
@@ -86,6 +99,7 @@ impl Cluster {
             ports.admin,
             self.dir.join(format!("member-{id}")).display()
         );
+        text.push_str(&self.settings);
         for (member, p) in &self.ports {
             text.push_str(&format!(
                 "server.{member}=127.0.0.1:{}:participant;127.0.0.1:{}\n",
@@ -525,6 +539,65 @@ async fn a_leader_stopped_by_sigterm_hands_over_and_exits_cleanly() {
     );
 }
 
+/// With `shutdownDrainMs`, a member told to stop refuses new connections at once but
+/// serves the clients it has until the drain period ends, and only then hands over and
+/// exits: behind a Kubernetes Service, its clients move only once nothing routes new
+/// connections to it any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_told_to_stop_serves_its_clients_through_the_drain_period() {
+    const DRAIN: Duration = Duration::from_secs(2);
+    let settings = format!("shutdownDrainMs={}\n", DRAIN.as_millis());
+    let mut cluster = Cluster::start_with("drain", 3, &settings);
+    let leader = cluster.wait_for_leader();
+    let client = connect(&cluster.addr(leader)).await;
+    client.create("/before", b"", &OPEN).await.expect("create");
+
+    let mut member = Reaped(cluster.running.remove(&leader).expect("running"));
+    let told = Instant::now();
+    send_sigterm(&member);
+
+    // A new connection is refused, not left waiting in a backlog no one accepts from.
+    let port = cluster.ports[&leader].client;
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            attempt => assert!(
+                told.elapsed() < Duration::from_millis(500),
+                "still accepting connections 500 ms after SIGTERM: {attempt:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let admin = cluster.ports[&leader].admin;
+    assert!(
+        tokio::task::block_in_place(|| http_get(admin, "/readyz")).is_none(),
+        "a draining member must not report ready"
+    );
+    // The session it already serves still writes, through the same connection.
+    client
+        .create("/during", b"drained", &OPEN)
+        .await
+        .expect("a write of a connected client during the drain");
+    assert!(
+        member.try_wait().expect("wait").is_none() && told.elapsed() < DRAIN,
+        "the write came after the drain period"
+    );
+
+    let status = tokio::task::block_in_place(|| wait_for_exit(&mut member));
+    assert!(status.success(), "member {leader} exited with {status}");
+    assert!(
+        told.elapsed() >= DRAIN,
+        "exited {:?} after SIGTERM, before the drain period ended",
+        told.elapsed()
+    );
+    let successor = tokio::task::block_in_place(|| cluster.wait_for_leader());
+    assert_ne!(successor, leader);
+    assert_eq!(
+        read_on(&cluster, successor, "/during").await.as_deref(),
+        Some(&b"drained"[..])
+    );
+}
+
 /// Whether, within `limit`, a member stops accepting ZooKeeper sessions.
 async fn connect_refused_within(addr: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
@@ -747,11 +820,20 @@ impl Drop for Reaped {
 
 /// Sends SIGTERM to `child` and waits for it to exit.
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    send_sigterm(child);
+    wait_for_exit(child)
+}
+
+fn send_sigterm(child: &std::process::Child) {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(sent.success());
+}
+
+/// Waits for `child`, which was told to stop, to exit.
+fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

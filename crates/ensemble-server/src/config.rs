@@ -167,6 +167,12 @@ pub struct ServerConfig {
     pub join_existing: bool,
     /// `reconfigEnabled`: whether the ZooKeeper `reconfig` operation is served.
     pub reconfig_enabled: bool,
+    /// `shutdownDrainMs`: on SIGTERM, how long a member keeps serving the clients it has
+    /// while refusing new connections, before it hands leadership over and closes them.
+    /// Behind a Kubernetes Service this covers the time until the terminating pod's
+    /// endpoint is gone from every node's rules, so that clients moving away are routed
+    /// only to members that stay. 0 (the default) stops at once.
+    pub shutdown_drain_ms: u64,
     /// Keys present in the input that this server does not use.
     pub ignored_keys: Vec<String>,
 }
@@ -203,6 +209,7 @@ impl Default for ServerConfig {
             servers: std::collections::BTreeMap::new(),
             join_existing: false,
             reconfig_enabled: false,
+            shutdown_drain_ms: 0,
             ignored_keys: Vec::new(),
         }
     }
@@ -303,6 +310,7 @@ impl ServerConfig {
                 "myid" => cfg.my_id = parse("myid", value)?,
                 "joinExisting" => cfg.join_existing = parse("joinExisting", value)?,
                 "reconfigEnabled" => cfg.reconfig_enabled = parse("reconfigEnabled", value)?,
+                "shutdownDrainMs" => cfg.shutdown_drain_ms = parse("shutdownDrainMs", value)?,
                 server if server.starts_with("server.") => {
                     let invalid = |reason: String| ConfigError::ServerLine {
                         key: server.to_owned(),
@@ -408,6 +416,7 @@ mod tests {
              initLimit=10\n\
              myid=2\n\
              reconfigEnabled=true\n\
+             shutdownDrainMs=2500\n\
              server.1=a:2888:3888:participant;2181\n\
              server.2=b:2889;b:2182\n\
              server.3=c:2890:3890:observer\n",
@@ -433,6 +442,7 @@ mod tests {
         assert_eq!(cfg.ignored_keys, vec!["initLimit".to_owned()]);
         assert_eq!(cfg.my_id, 2);
         assert!(cfg.reconfig_enabled && !cfg.join_existing);
+        assert_eq!(cfg.shutdown_drain_ms, 2500);
         assert_eq!(cfg.servers.len(), 3);
         assert_eq!(cfg.advertised_peer_address(), "b:2889");
         assert_eq!(cfg.advertised_member_address(), "b:2889;b:2182");

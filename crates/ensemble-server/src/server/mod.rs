@@ -35,9 +35,11 @@
 //! client connections as soon as it sees the change begin (it may never see the
 //! change end, as the leader stops replicating to it).
 //!
-//! On shutdown (SIGINT or SIGTERM from the command line), accepting stops, a
-//! leader hands its leadership to the most caught-up voter, every connection
-//! closes, consensus stops and `serve` returns. Sessions are not closed: they live in the replicated data and
+//! On shutdown (SIGINT or SIGTERM from the command line), the client port closes
+//! (new connections are refused), the clients already connected are served for
+//! `shutdownDrainMs` if the member is in the membership, a leader then hands its
+//! leadership to the most caught-up voter, every connection closes, consensus stops
+//! and `serve` returns. Sessions are not closed: they live in the replicated data and
 //! a client may resume its session (and keep its ephemerals) on any member until
 //! it expires; a restart, rolling or not, must not drop every client's ephemerals.
 
@@ -505,6 +507,28 @@ async fn hand_over_leadership(consensus: &Consensus) {
     }
 }
 
+/// `shutdownDrainMs`: a member of the ensemble that is told to stop keeps serving the
+/// clients it has for that long, so that they move away only once nothing routes new
+/// connections here any more. A member outside the membership has nothing to drain.
+async fn drain(shared: &Shared, consensus: &Consensus, fatal: &CancellationToken) {
+    let period = Duration::from_millis(shared.config.shutdown_drain_ms);
+    let status = consensus.status();
+    let member = status.membership.voters.contains_key(&status.id)
+        || status.membership.learners.contains_key(&status.id);
+    if period.is_zero() || !member {
+        return;
+    }
+    tracing::info!(
+        millis = period.as_millis() as u64,
+        "stopping: serving the clients connected here, refusing new ones, for the drain period"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(period) => {}
+        // Consensus stopped on its own: nothing left to serve.
+        () = fatal.cancelled() => {}
+    }
+}
+
 async fn serve(
     member: Member,
     listeners: Listeners,
@@ -527,7 +551,9 @@ async fn serve(
     lock(&shared.state).client_address = listener.local_addr().ok();
     let fatal = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let connections = shutdown.child_token();
+    // Not a child of `shutdown`: the clients connected here are served through the
+    // drain period that follows it.
+    let connections = CancellationToken::new();
 
     tracker.spawn(run_background(
         Arc::clone(&shared),
@@ -572,6 +598,7 @@ async fn serve(
     }
 
     wait_for_service(&shared, &consensus, &shutdown).await;
+    let served = !shutdown.is_cancelled();
     shared.stats.set_phase(Phase::Serving);
     let mut next_id: u64 = 0;
     let result = loop {
@@ -605,7 +632,13 @@ async fn serve(
     };
 
     shared.stats.set_phase(Phase::Stopping);
+    // From here a new connection is refused at once (the port is closed, not silent),
+    // so a client sent here by a stale route tries elsewhere without waiting.
+    drop(listener);
     if result.is_ok() {
+        if served {
+            drain(&shared, &consensus, &fatal).await;
+        }
         hand_over_leadership(&consensus).await;
     }
     connections.cancel();
