@@ -136,6 +136,12 @@ fn minimal_example_builds_a_restricted_three_member_ensemble() {
         .expect("the server accepts the operator's configuration");
     assert!(parsed.ignored_keys.is_empty(), "{:?}", parsed.ignored_keys);
     assert!(parsed.join_existing);
+    // A member drains its clients when told to stop, and Kubernetes lets it.
+    let grace = pod
+        .termination_grace_period_seconds
+        .expect("a grace period");
+    assert_eq!(parsed.shutdown_drain_ms, 3_000);
+    assert_eq!(grace, 33);
     let token_file = parsed.admin_token_file.expect("admin.tokenFile");
     let token_mount = server
         .volume_mounts

@@ -223,6 +223,14 @@ pub struct ServerSettings {
     /// Allow TTL nodes (ZooKeeper's `extendedTypesEnabled`).
     #[serde(default)]
     pub ttl_nodes_enabled: bool,
+
+    /// Seconds a member whose pod is deleted keeps serving its clients while refusing new
+    /// ones, before it hands leadership over and closes them: the time the client Service
+    /// needs to stop routing to the pod on every node (about a second with kube-proxy's
+    /// defaults; more behind a cloud load balancer). 0 stops at once.
+    #[serde(default = "default_shutdown_drain_seconds")]
+    #[schemars(range(min = 0, max = 300))]
+    pub shutdown_drain_seconds: i32,
 }
 
 fn default_tick_time_ms() -> i32 {
@@ -246,6 +254,9 @@ fn default_max_client_connections() -> i32 {
 fn default_max_frame_bytes() -> i32 {
     1_048_576
 }
+fn default_shutdown_drain_seconds() -> i32 {
+    3
+}
 fn default_four_letter_words() -> Vec<FourLetterWord> {
     use FourLetterWord::*;
     vec![Ruok, Srvr, Mntr, Conf, Isro]
@@ -263,6 +274,7 @@ impl Default for ServerSettings {
             max_frame_bytes: default_max_frame_bytes(),
             four_letter_words: default_four_letter_words(),
             ttl_nodes_enabled: false,
+            shutdown_drain_seconds: default_shutdown_drain_seconds(),
         }
     }
 }

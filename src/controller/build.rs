@@ -61,6 +61,10 @@ fn metadata(cfg: &ClusterConfig, name: String) -> ObjectMeta {
     }
 }
 
+/// How long Kubernetes waits after SIGTERM, beyond `server.shutdownDrainSeconds`, before it
+/// kills a member: a leadership hand-over (at most a second) and closing, with room to spare.
+const TERMINATION_GRACE_AFTER_DRAIN_SECONDS: i64 = 30;
+
 /// The server configuration, in `zoo.cfg`'s `key=value` form with ZooKeeper's key names where
 /// one exists. Membership is deliberately absent: it lives in the ensemble's log, so scaling
 /// never changes this file and never restarts a member.
@@ -90,6 +94,13 @@ pub fn server_properties(cfg: &ClusterConfig) -> String {
         // and adds the others one at a time, so no pod ever founds an ensemble of its own.
         "joinExisting=true".to_string(),
         format!("admin.tokenFile={ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
+        // The clients that move away when a pod is deleted are routed only to members that
+        // stay once its endpoint left the Service everywhere; before, they were sometimes
+        // routed back to the pod that had just exited and waited for its address to time out.
+        format!(
+            "shutdownDrainMs={}",
+            i64::from(s.shutdown_drain_seconds.max(0)) * 1000
+        ),
     ];
     let mut out = lines.join("\n");
     out.push('\n');
@@ -375,7 +386,10 @@ fn pod_template(cfg: &ClusterConfig, config_hash: &str) -> PodTemplateSpec {
             // Members never call the Kubernetes API.
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
-            termination_grace_period_seconds: Some(30),
+            termination_grace_period_seconds: Some(
+                i64::from(cfg.server.shutdown_drain_seconds.max(0))
+                    + TERMINATION_GRACE_AFTER_DRAIN_SECONDS,
+            ),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUN_AS_USER),
