@@ -115,7 +115,7 @@ build_kubernetes() {
   for cmd in "${cmds[@]}"; do
     [[ -x "$scratch/bin/$cmd" ]] || { rm -rf "$scratch"; die "go build gave no $cmd"; }
   done
-  "$scratch/bin/kubectl" version --client -o json | grep -q "\"gitVersion\": \"$K8S_VERSION\"" \
+  [[ "$("$scratch/bin/kubectl" version --client -o json)" == *"\"gitVersion\": \"$K8S_VERSION\""* ]] \
     || { rm -rf "$scratch"; die "the built kubectl does not report $K8S_VERSION"; }
   chmod 755 "$scratch"; rm -rf "$out"; mv "$scratch" "$out"
 }
@@ -148,7 +148,7 @@ build_etcd() {
   (cd "$work" && gobuild -ldflags "-s -w" -o "$scratch/bin/etcd" go.etcd.io/etcd/server/v3) \
     || { rm -rf "$scratch"; die "building etcd failed"; }
   timing "etcd-$ETCD_VERSION" $((SECONDS - start))
-  "$scratch/bin/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}" \
+  [[ "$("$scratch/bin/etcd" --version)" == *"etcd Version: ${ETCD_VERSION#v}"* ]] \
     || { rm -rf "$scratch"; die "the built etcd does not report $ETCD_VERSION"; }
   chmod 755 "$scratch"; rm -rf "$out"; mv "$scratch" "$out"
 }
@@ -213,7 +213,7 @@ build_coredns() {
       -o "$scratch/bin/coredns" .) \
     || { rm -rf "$scratch"; die "building coredns failed"; }
   timing "coredns-$COREDNS_VERSION" $((SECONDS - start))
-  "$scratch/bin/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" \
+  [[ "$("$scratch/bin/coredns" -version)" == *"CoreDNS-${COREDNS_VERSION#v}"* ]] \
     || { rm -rf "$scratch"; die "the built coredns does not report $COREDNS_VERSION"; }
   chmod 755 "$scratch"; rm -rf "$out"; mv "$scratch" "$out"
 }

@@ -268,10 +268,10 @@ start_containerd() {
 
 # import_image NAME ARCHIVE: into the node's containerd (namespace k8s.io), unless present.
 import_image() {
-  if ctr_ images ls -q "name==$1" | grep -qx "$1"; then return 0; fi
+  if ctr_ images ls -q "name==$1" | grep -x "$1" >/dev/null; then return 0; fi
   log "image $1: importing"
   ctr_ images import "$2" >&2 || die "importing $2 failed"
-  ctr_ images ls -q "name==$1" | grep -qx "$1" || die "importing $2 did not give the image $1"
+  ctr_ images ls -q "name==$1" | grep -x "$1" >/dev/null || die "importing $2 did not give the image $1"
 }
 
 import_images() {
@@ -485,7 +485,7 @@ cleanup_node_leftovers() {
   local sock; sock="$(CTR_SOCK)"
   for f in /proc/[0-9]*/cmdline; do
     pid="${f#/proc/}"; pid="${pid%/cmdline}"
-    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q -- "containerd-shim.* -address $sock"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    if { tr '\0' ' ' <"$f"; } 2>/dev/null | grep -- "containerd-shim.* -address $sock" >/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   local p
   for p in "${netns_paths[@]}"; do
