@@ -265,3 +265,57 @@ async fn a_follower_cut_off_and_healed_does_not_unseat_the_leader() {
         let _ = tokio::time::timeout(WAIT, member.task).await;
     }
 }
+
+/// A client that has seen a zxid a follower has not applied yet is held, not refused,
+/// while the follower catches up: here the follower is cut off when the client's write
+/// commits, and the link heals while the client waits. (Refused at once, a client would
+/// retry only after its reconnect backoff.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ahead_of_a_follower_waits_for_it_to_catch_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let faults = Faults::default();
+    let members = start_three(&faults).await;
+    let all = [1, 2, 3];
+    let leader = leader_of(&members, &all).await;
+    let follower = *all.iter().find(|id| **id != leader).expect("a follower");
+    let writer = connect(&members[&leader].client_addr).await;
+
+    faults.isolate(follower);
+    let (stat, _) = writer
+        .create("/ahead", b"", &OPEN)
+        .await
+        .expect("a write the follower does not have");
+    // A new session whose client has seen that write (as one moving from the leader).
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i32.to_be_bytes()); // protocol version
+    body.extend_from_slice(&stat.czxid.to_be_bytes()); // last zxid seen
+    body.extend_from_slice(&10_000i32.to_be_bytes()); // session timeout
+    body.extend_from_slice(&0i64.to_be_bytes()); // session id: a new one
+    body.extend_from_slice(&16i32.to_be_bytes());
+    body.extend_from_slice(&[0; 16]); // password
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let mut stream = tokio::net::TcpStream::connect(&members[&follower].client_addr)
+        .await
+        .expect("the follower's client port");
+    stream.write_all(&frame).await.expect("send the connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    faults.heal();
+
+    let mut length = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut length))
+        .await
+        .expect("an answer in time")
+        .expect("a ConnectResponse, not a closed connection");
+    let mut response = vec![0u8; i32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut response).await.expect("its body");
+    let session_id = i64::from_be_bytes(response[8..16].try_into().expect("8 bytes"));
+    assert_ne!(session_id, 0, "the follower refused the session");
+
+    drop((stream, writer));
+    for member in members.into_values() {
+        member.shutdown.cancel();
+        let _ = tokio::time::timeout(WAIT, member.task).await;
+    }
+}

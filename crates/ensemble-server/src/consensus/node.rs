@@ -12,7 +12,8 @@
 //!   leader (or into the local Raft when this member leads) and watches each one's
 //!   fate. When the effective leader or term changes, or a command fails, the path
 //!   is dropped with its queue and the generation increments; a fresh path is made
-//!   for the next proposals.
+//!   for the next proposals. A connection that closed with no command in flight lost
+//!   nothing: the path dials the leader again and goes on.
 //! - **Member requests** (read index, membership changes, leader messages) run on
 //!   the leader; the facade forwards them there from any member.
 
@@ -470,7 +471,7 @@ async fn run_path(
     let Some(me) = node.upgrade() else { return };
     let local = leader == me.id;
     drop(me);
-    let remote = if local {
+    let mut remote = if local {
         None
     } else {
         let Some(conn) = connect_to_leader(&node, leader).await else {
@@ -483,6 +484,12 @@ async fn run_path(
         tokio::select! {
             command = queue.recv() => {
                 let Some(command) = command else { return };
+                // A connection that closed while nothing was in flight on it lost
+                // nothing: dial again and keep the path (and the generation).
+                if inflight.is_empty() && remote.as_ref().is_some_and(|c| c.is_closed()) {
+                    let Some(conn) = connect_to_leader(&node, leader).await else { return };
+                    remote = Some(conn);
+                }
                 let Some(me) = node.upgrade() else { return };
                 let pending = match &remote {
                     None => me.propose_local(command).await,

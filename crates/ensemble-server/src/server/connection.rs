@@ -9,6 +9,14 @@
 //! oversized frame, an unknown session or a wrong password closes this connection
 //! only. Leaving detaches the session (it lives on until it expires) and drops the
 //! connection's watches.
+//!
+//! A member that cannot take a session yet, because it knows no leader or has not
+//! applied the last zxid the client saw, holds the ConnectRequest for up to
+//! [`CONNECT_WAIT`] before it refuses (closes) the connection. Both conditions
+//! usually pass within tens of milliseconds (a leadership hand-over, or the commit
+//! of the client's last write reaching this follower), and a client refused at once
+//! would come back only after its reconnect backoff, which behind one Service
+//! address is the only way back.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -36,6 +44,11 @@ use super::Shared;
 
 /// Replies queued together are written together, up to this many bytes.
 const WRITE_BATCH: usize = 256 << 10;
+
+/// How long a ConnectRequest may wait for this member to be able to take it; see the
+/// module contract. Well within the time clients give a connection to answer
+/// (the Java client's is the session timeout divided by the number of servers).
+pub(crate) const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a connection is being closed, for the log.
 #[derive(Debug)]
@@ -138,6 +151,9 @@ pub(crate) async fn serve(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
+                    if conn.session_id.is_none() && !conn.started {
+                        conn.await_connectable(&buf).await;
+                    }
                     match conn.process(&mut buf) {
                         Stop::Continue => {}
                         Stop::Close(reason) => {
@@ -160,7 +176,67 @@ pub(crate) async fn serve(
     lock(&conn.shared.state).unregister_connection(id, conn.session_id);
 }
 
+/// Why this member cannot take a session for `request` now.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// Like a ZooKeeper member outside a quorum: the client tries another.
+    #[error("no leader is known; not serving clients")]
+    NoLeader,
+    #[error("this member is being removed; not serving clients")]
+    Leaving,
+    /// The client has seen a newer state than ours (ZooKeeper refuses too).
+    #[error("client has seen zxid 0x{seen:x}, ours is 0x{ours:x}")]
+    Behind { seen: i64, ours: i64 },
+}
+
+impl Refusal {
+    /// Whether waiting a little may lift it.
+    fn passes(&self) -> bool {
+        !matches!(self, Refusal::Leaving)
+    }
+}
+
+fn refusal(state: &State, request: &ConnectRequest) -> Option<Refusal> {
+    let status = state.consensus().map(|c| c.status());
+    if status.as_ref().and_then(|s| s.leader).is_none() || state.tree.secret().is_none() {
+        return Some(Refusal::NoLeader);
+    }
+    if status.is_some_and(|s| s.membership.leaving.contains(&s.id)) {
+        return Some(Refusal::Leaving);
+    }
+    let ours = state.tree.last_zxid();
+    (request.last_zxid_seen > ours).then_some(Refusal::Behind {
+        seen: request.last_zxid_seen,
+        ours,
+    })
+}
+
 impl Connection {
+    /// Once `buf` holds the ConnectRequest: waits (up to [`CONNECT_WAIT`]) while this
+    /// member cannot take it for a reason that may pass; see the module contract.
+    async fn await_connectable(&self, buf: &[u8]) {
+        if four_letter::detect(buf).is_some() {
+            return;
+        }
+        let FrameStatus::Frame { body_len } = split_frame(buf, self.shared.config.jute_max_buffer)
+        else {
+            return;
+        };
+        let body = buf
+            .get(LENGTH_PREFIX..LENGTH_PREFIX + body_len)
+            .unwrap_or_default();
+        let Ok(request) = ConnectRequest::from_bytes(body) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+        // Polled: this only runs while the member is changing leader or catching up.
+        while refusal(&lock(&self.shared.state), &request).is_some_and(|r| r.passes())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Finishes the oldest in-flight request's stats if `frame` is its reply
     /// (not the ConnectResponse, not a watch notification).
     fn reply_sent(&mut self, frame: &[u8]) {
@@ -220,21 +296,8 @@ impl Connection {
             Err(e) => return Stop::Close(format!("malformed connect request: {e}")),
         };
         let mut state = lock(&self.shared.state);
-        let status = state.consensus().map(|c| c.status());
-        if status.as_ref().and_then(|s| s.leader).is_none() || state.tree.secret().is_none() {
-            // Like a ZooKeeper member outside a quorum: the client tries another.
-            return Stop::Close("no leader is known; not serving clients".into());
-        }
-        if status.is_some_and(|s| s.membership.leaving.contains(&s.id)) {
-            return Stop::Close("this member is being removed; not serving clients".into());
-        }
-        if request.last_zxid_seen > state.tree.last_zxid() {
-            // The client has seen a newer state than ours (ZooKeeper refuses too).
-            return Stop::Close(format!(
-                "client has seen zxid 0x{:x}, ours is 0x{:x}",
-                request.last_zxid_seen,
-                state.tree.last_zxid()
-            ));
+        if let Some(refusal) = refusal(&state, &request) {
+            return Stop::Close(refusal.to_string());
         }
         let now = state.now_ms();
         let read_only = request.read_only.map(|_| false);
