@@ -68,6 +68,9 @@ pub fn read(address: &str, path: &str) -> Option<Vec<u8>> {
     })
 }
 
+/// A write that takes this long is listed in [`Written::events`].
+const SLOW: Duration = Duration::from_millis(200);
+
 /// A client writing `<prefix>/w-<n>` for n = 0, 1, 2 … about every 20 ms until stopped,
 /// reconnecting whenever its session is lost, as an application would.
 pub struct Writer {
@@ -83,6 +86,9 @@ pub struct Written {
     pub failed: usize,
     /// The longest time without an acknowledged write.
     pub longest_gap: Duration,
+    /// Each failed or slow write, and the first success after failures, with the time
+    /// since the writer started: what the client went through during the operation.
+    pub events: Vec<String>,
 }
 
 impl Writer {
@@ -95,17 +101,32 @@ impl Writer {
                 acknowledged: Vec::new(),
                 failed: 0,
                 longest_gap: Duration::ZERO,
+                events: Vec::new(),
             };
+            let started = Instant::now();
+            let mut failing = false;
             let mut client = session(&address).await;
             let mut last_ok = Instant::now();
             let mut n = 0u64;
             while !flag.load(Ordering::Relaxed) {
                 let path = format!("{prefix}/w-{n}");
+                let sent = Instant::now();
                 let attempt = tokio::time::timeout(
                     Duration::from_secs(5),
                     client.create(&path, n.to_string().as_bytes(), &OPEN),
                 )
                 .await;
+                let at = started.elapsed().as_millis();
+                match &attempt {
+                    Ok(Ok(_)) if failing || sent.elapsed() >= SLOW => written.events.push(format!(
+                        "{at} ms: w-{n} ok after {} ms",
+                        sent.elapsed().as_millis()
+                    )),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => written.events.push(format!("{at} ms: w-{n} failed: {e}")),
+                    Err(_) => written.events.push(format!("{at} ms: w-{n} timed out")),
+                }
+                failing = !matches!(attempt, Ok(Ok(_)));
                 match attempt {
                     Ok(Ok(_)) => {
                         written.acknowledged.push(n);
@@ -162,6 +183,9 @@ pub fn check_writes(address: &str, prefix: &str, operation: &str, writer: Writer
         written.failed,
         written.longest_gap.as_millis()
     );
+    for event in &written.events {
+        println!("  {event}");
+    }
     assert!(
         !written.acknowledged.is_empty(),
         "{operation}: no write was acknowledged"
