@@ -129,6 +129,13 @@ async fn leader_of(members: &BTreeMap<u64, Running>, ids: &[u64]) -> u64 {
     }
 }
 
+async fn stop_all(members: BTreeMap<u64, Running>) {
+    for member in members.into_values() {
+        member.shutdown.cancel();
+        let _ = tokio::time::timeout(WAIT, member.task).await;
+    }
+}
+
 async fn connect(addr: &str) -> zk::Client {
     tokio::time::timeout(
         WAIT,
@@ -205,10 +212,7 @@ async fn a_partitioned_leader_stops_and_the_majority_goes_on() {
     );
 
     drop((old_client, majority_client, checker));
-    for member in members.into_values() {
-        member.shutdown.cancel();
-        let _ = tokio::time::timeout(WAIT, member.task).await;
-    }
+    stop_all(members).await;
 }
 
 /// Pre-vote: a follower cut off from both others for many election timeouts cannot
@@ -260,10 +264,7 @@ async fn a_follower_cut_off_and_healed_does_not_unseat_the_leader() {
     }
 
     drop(client);
-    for member in members.into_values() {
-        member.shutdown.cancel();
-        let _ = tokio::time::timeout(WAIT, member.task).await;
-    }
+    stop_all(members).await;
 }
 
 /// A client that has seen a zxid a follower has not applied yet is held, not refused,
@@ -314,8 +315,5 @@ async fn a_client_ahead_of_a_follower_waits_for_it_to_catch_up() {
     assert_ne!(session_id, 0, "the follower refused the session");
 
     drop((stream, writer));
-    for member in members.into_values() {
-        member.shutdown.cancel();
-        let _ = tokio::time::timeout(WAIT, member.task).await;
-    }
+    stop_all(members).await;
 }
