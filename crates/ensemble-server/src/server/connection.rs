@@ -184,6 +184,9 @@ enum Refusal {
     NoLeader,
     #[error("this member is being removed; not serving clients")]
     Leaving,
+    /// A blank joiner, or a member removed from the ensemble: no wait makes it serve.
+    #[error("this member is not in the ensemble's membership; not serving clients")]
+    Outside,
     /// The client has seen a newer state than ours (ZooKeeper refuses too).
     #[error("client has seen zxid 0x{seen:x}, ours is 0x{ours:x}")]
     Behind { seen: i64, ours: i64 },
@@ -192,14 +195,21 @@ enum Refusal {
 impl Refusal {
     /// Whether waiting a little may lift it.
     fn passes(&self) -> bool {
-        !matches!(self, Refusal::Leaving)
+        !matches!(self, Refusal::Leaving | Refusal::Outside)
     }
 }
 
 fn refusal(state: &State, request: &ConnectRequest) -> Option<Refusal> {
     let status = state.consensus().map(|c| c.status());
     if status.as_ref().and_then(|s| s.leader).is_none() || state.tree.secret().is_none() {
-        return Some(Refusal::NoLeader);
+        let member = status.as_ref().is_none_or(|s| {
+            s.membership.voters.contains_key(&s.id) || s.membership.learners.contains_key(&s.id)
+        });
+        return Some(if member {
+            Refusal::NoLeader
+        } else {
+            Refusal::Outside
+        });
     }
     if status.is_some_and(|s| s.membership.leaving.contains(&s.id)) {
         return Some(Refusal::Leaving);
