@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::consensus::Role;
 use crate::protocol::frame::LENGTH_PREFIX;
 use crate::protocol::{
     encode_connect_response, encode_reply, split_frame, ConnectRequest, ConnectResponse,
@@ -48,7 +49,7 @@ const WRITE_BATCH: usize = 256 << 10;
 /// How long a ConnectRequest may wait for this member to be able to take it; see the
 /// module contract. Well within the time clients give a connection to answer
 /// (the Java client's is the session timeout divided by the number of servers).
-pub(crate) const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a connection is being closed, for the log.
 #[derive(Debug)]
@@ -202,13 +203,10 @@ impl Refusal {
 fn refusal(state: &State, request: &ConnectRequest) -> Option<Refusal> {
     let status = state.consensus().map(|c| c.status());
     if status.as_ref().and_then(|s| s.leader).is_none() || state.tree.secret().is_none() {
-        let member = status.as_ref().is_none_or(|s| {
-            s.membership.voters.contains_key(&s.id) || s.membership.learners.contains_key(&s.id)
-        });
-        return Some(if member {
-            Refusal::NoLeader
-        } else {
+        return Some(if status.is_some_and(|s| s.role == Role::Outside) {
             Refusal::Outside
+        } else {
+            Refusal::NoLeader
         });
     }
     if status.is_some_and(|s| s.membership.leaving.contains(&s.id)) {

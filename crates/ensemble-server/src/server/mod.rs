@@ -512,10 +512,7 @@ async fn hand_over_leadership(consensus: &Consensus) {
 /// connections here any more. A member outside the membership has nothing to drain.
 async fn drain(shared: &Shared, consensus: &Consensus, fatal: &CancellationToken) {
     let period = Duration::from_millis(shared.config.shutdown_drain_ms);
-    let status = consensus.status();
-    let member = status.membership.voters.contains_key(&status.id)
-        || status.membership.learners.contains_key(&status.id);
-    if period.is_zero() || !member {
+    if period.is_zero() || consensus.status().role == Role::Outside {
         return;
     }
     tracing::info!(
