@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ensemble_server::consensus::{
-    Consensus, ConsensusError, Faults, MemberId, Options, Role, Stale, StateMachine,
+    Consensus, ConsensusError, Faults, MemberId, Options, Role, SnapshotJob, Stale, StateMachine,
 };
 use tokio::net::TcpListener;
 
@@ -46,7 +46,7 @@ impl StateMachine for Recorder {
         }
     }
 
-    fn snapshot(&self) -> (u64, Vec<u8>) {
+    fn snapshot(&self) -> (u64, SnapshotJob) {
         let s = self.state.lock().unwrap();
         let mut out = Vec::new();
         for (index, command) in &s.commands {
@@ -54,7 +54,7 @@ impl StateMachine for Recorder {
             out.extend_from_slice(&(command.len() as u32).to_le_bytes());
             out.extend_from_slice(command);
         }
-        (s.last, out)
+        (s.last, Box::new(move || Ok(out)))
     }
 
     fn restore(&self, index: u64, data: &[u8]) -> Result<(), String> {

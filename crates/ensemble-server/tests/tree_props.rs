@@ -4,7 +4,7 @@
 //! trip through the binary form the replicated log carries.
 
 use ensemble_server::protocol::{Acl, ErrorCode, Id, Reader, Writer};
-use ensemble_server::tree::snapshot::{restore, snapshot};
+use ensemble_server::tree::snapshot::{restore, snapshot, Progress};
 use ensemble_server::tree::{CreateKind, DataTree, NodeKind, Origin, Outcome, TreeOptions, Txn};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -175,6 +175,46 @@ proptest! {
             expected.apply(zxid, zxid, &Origin::system(), &Txn::Multi(vec![]));
             prop_assert_eq!(&tree, &expected);
         }
+    }
+
+    /// A snapshot written a few nodes at a time, with transactions applied between
+    /// the steps, comes out exactly as a whole snapshot taken when it began.
+    #[test]
+    fn a_snapshot_taken_in_steps_is_the_tree_as_it_began(
+        setup in vec(txn(), 0..30),
+        during in vec((txn(), 0..4usize), 0..40),
+    ) {
+        let mut tree = fresh();
+        let mut zxid = 10;
+        for (session, txn) in &setup {
+            zxid += 1;
+            tree.apply(zxid, zxid, &origin(*session), txn);
+        }
+        let expected = snapshot(&tree);
+        prop_assert_eq!(tree.begin_snapshot(), tree.last_zxid());
+        let mut finished = None;
+        for ((session, txn), step) in &during {
+            zxid += 1;
+            tree.apply(zxid, zxid, &origin(*session), txn);
+            check_invariants(&tree)?;
+            if finished.is_none() {
+                match tree.continue_snapshot(*step) {
+                    Progress::Pending => {}
+                    Progress::Done(bytes) => finished = Some(bytes),
+                    Progress::Idle => prop_assert!(false, "the snapshot went missing"),
+                }
+            }
+        }
+        let bytes = match finished {
+            Some(bytes) => bytes,
+            None => match tree.continue_snapshot(usize::MAX) {
+                Progress::Done(bytes) => bytes,
+                other => return Err(TestCaseError::fail(format!("not finished: {other:?}"))),
+            },
+        };
+        prop_assert_eq!(&bytes, &expected);
+        prop_assert!(!tree.snapshot_under_way());
+        prop_assert_eq!(tree.continue_snapshot(1), Progress::Idle);
     }
 
     #[test]

@@ -53,8 +53,8 @@ use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 
 use super::types::{
-    decode, encode, frame_record, put_record, read_record, read_small_file, write_atomic, Entry,
-    LogId, RecordError, Vote, C,
+    decode, encode, put_record, read_record, read_small_file, write_record_atomic, Entry, LogId,
+    RecordError, Vote, C,
 };
 
 /// How often at most the committed log id is written; see the module contract.
@@ -594,10 +594,7 @@ impl Disk {
     }
 
     fn write_file(&self, name: &str, body: &[u8]) -> io::Result<()> {
-        write_atomic(
-            &self.dir.join(name),
-            &frame_record(&encode(&body.to_vec())?),
-        )
+        write_record_atomic(&self.dir.join(name), &[&encode(&body.to_vec())?])
     }
 
     fn write_committed(&mut self, committed: &mut Option<Option<LogId>>) {

@@ -147,14 +147,20 @@ pub struct Options {
     pub faults: Option<Faults>,
 }
 
+/// Produces a snapshot's bytes, or says why it could not.
+pub type SnapshotJob = Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send + Sync>;
+
 /// The server's replicated state, driven by consensus; see the module contract.
 pub trait StateMachine: Send + Sync + 'static {
     /// Applies the committed entry at `index`; `command` is `None` for entries that
     /// carry none. Called exactly once per index, in index order, after any restore.
     fn apply(&self, index: u64, command: Option<&[u8]>);
 
-    /// The state as of the last applied index, and that index.
-    fn snapshot(&self) -> (u64, Vec<u8>);
+    /// Begins a snapshot of the state as of the last applied index: returns that
+    /// index and the job that produces the snapshot's bytes. The job runs on another
+    /// thread while later entries are applied, and its bytes are still the state as
+    /// of the index.
+    fn snapshot(&self) -> (u64, SnapshotJob);
 
     /// Replaces the state with a snapshot taken at `index`.
     fn restore(&self, index: u64, data: &[u8]) -> Result<(), String>;

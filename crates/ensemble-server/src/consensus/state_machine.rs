@@ -4,11 +4,11 @@
 //! - `apply` calls [`StateMachine::apply`] once per entry in index order: the
 //!   command's bytes for normal entries, `None` for blank and membership entries;
 //!   it tracks the last applied log id and the last membership.
-//! - Building a snapshot asks [`StateMachine::snapshot`] on a blocking thread while
-//!   openraft's state-machine worker waits, so the state matches the last applied
-//!   log id exactly; the snapshot is stored as `snap-<index>.snap` (one framed
-//!   record: encoded meta and data), atomically, and only the newest
-//!   [`SNAPSHOTS_KEPT`] are kept.
+//! - Building a snapshot begins it with [`StateMachine::snapshot`] while openraft's
+//!   state-machine worker waits, so it is taken at the last applied log id exactly;
+//!   its job then runs on a blocking thread while the worker goes on applying. The
+//!   snapshot is stored as `snap-<index>.snap` (one framed record: encoded meta and
+//!   data), atomically, and only the newest [`SNAPSHOTS_KEPT`] are kept.
 //! - Installing a snapshot restores the machine, then stores the file.
 //! - [`StateMachineStore::open`] restores the newest readable snapshot at startup;
 //!   openraft then re-applies the log up to the persisted commit index inside
@@ -25,10 +25,10 @@ use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 
 use super::types::{
-    decode, encode, frame_record, read_record, write_atomic, LogId, Snapshot, SnapshotMeta,
+    decode, encode, read_record, write_record_atomic, LogId, Snapshot, SnapshotMeta,
     StoredMembership, C,
 };
-use super::StateMachine;
+use super::{SnapshotJob, StateMachine};
 
 /// Snapshot files kept on disk.
 pub(crate) const SNAPSHOTS_KEPT: usize = 3;
@@ -99,13 +99,9 @@ impl StateMachineStore {
             return Ok(());
         };
         let index = meta.last_log_id.map_or(0, |id| id.index);
-        let body = encode(&SnapshotFile {
-            meta: meta.clone(),
-            data: data.to_vec(),
-        })?;
-        write_atomic(
+        write_record_atomic(
             &dir.join(format!("snap-{index:020}.snap")),
-            &frame_record(&body),
+            &[&snapshot_file_head(meta, data.len())?, data],
         )?;
         let files = snapshot_files(dir);
         let excess = files.len().saturating_sub(SNAPSHOTS_KEPT);
@@ -115,6 +111,14 @@ impl StateMachineStore {
         self.lock().snapshot = Some((meta.clone(), None));
         Ok(())
     }
+}
+
+/// What precedes the data in an encoded [`SnapshotFile`]: its meta and the data's
+/// length, so that the data is written where it is instead of being copied behind.
+fn snapshot_file_head(meta: &SnapshotMeta, data_len: usize) -> io::Result<Vec<u8>> {
+    let mut head = encode(meta)?;
+    head.extend(encode(&(data_len as u64))?);
+    Ok(head)
 }
 
 /// Snapshot files under `dir`, oldest first.
@@ -154,11 +158,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
 }
 
-/// A snapshot already taken, written out when openraft asks.
+/// A snapshot begun, written and stored when openraft asks.
 pub(crate) struct SnapshotBuilder {
     store: StateMachineStore,
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    job: Option<SnapshotJob>,
 }
 
 impl RaftSnapshotBuilder<C> for SnapshotBuilder {
@@ -167,8 +171,12 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let store = self.store.clone();
         let meta = self.meta.clone();
-        let data = std::mem::take(&mut self.data);
+        let job = self.job.take();
         blocking(move || {
+            let data = match job {
+                Some(job) => job().map_err(io::Error::other)?,
+                None => Vec::new(),
+            };
             store.store_snapshot(&meta, &data)?;
             Ok(Snapshot {
                 meta,
@@ -218,8 +226,8 @@ impl RaftStateMachine<C> for StateMachineStore {
             (state.last_applied, state.membership.clone())
         };
         let machine = self.machine.clone();
-        let (index, data) = match blocking(move || machine.snapshot()).await {
-            Ok(taken) => taken,
+        let (index, job) = match blocking(move || machine.snapshot()).await {
+            Ok(begun) => begun,
             Err(e) => {
                 tracing::error!(error = %e, "taking a snapshot failed");
                 return None;
@@ -239,7 +247,7 @@ impl RaftStateMachine<C> for StateMachineStore {
                 last_log_id: last_applied,
                 last_membership: membership,
             },
-            data,
+            job: Some(job),
         })
     }
 
@@ -252,7 +260,7 @@ impl RaftStateMachine<C> for StateMachineStore {
                 last_log_id: state.last_applied,
                 last_membership: state.membership.clone(),
             },
-            data: Vec::new(),
+            job: None,
         }
     }
 
@@ -298,6 +306,29 @@ impl RaftStateMachine<C> for StateMachineStore {
                     snapshot: file.data,
                 }))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot file written as its head and then its data is the encoded
+    /// `SnapshotFile` that recovery reads.
+    #[test]
+    fn a_snapshot_file_is_its_head_then_its_data() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let meta = SnapshotMeta::default();
+            let whole = encode(&SnapshotFile {
+                meta: meta.clone(),
+                data: data.clone(),
+            })
+            .unwrap();
+            let mut parts = snapshot_file_head(&meta, data.len()).unwrap();
+            parts.extend_from_slice(&data);
+            assert_eq!(parts, whole, "{len} bytes of data");
         }
     }
 }

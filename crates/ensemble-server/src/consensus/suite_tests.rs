@@ -9,7 +9,7 @@ use openraft::StorageError;
 use super::log_store::LogStore;
 use super::state_machine::StateMachineStore;
 use super::types::C;
-use super::StateMachine;
+use super::{SnapshotJob, StateMachine};
 
 /// Records what it applied; its snapshot is the list of applied indexes.
 #[derive(Default)]
@@ -22,10 +22,11 @@ impl StateMachine for Recorder {
         self.applied.lock().unwrap().push(index);
     }
 
-    fn snapshot(&self) -> (u64, Vec<u8>) {
+    fn snapshot(&self) -> (u64, SnapshotJob) {
         let applied = self.applied.lock().unwrap();
         let last = applied.last().copied().unwrap_or(0);
-        (last, applied.iter().flat_map(|i| i.to_le_bytes()).collect())
+        let bytes: Vec<u8> = applied.iter().flat_map(|i| i.to_le_bytes()).collect();
+        (last, Box::new(move || Ok(bytes)))
     }
 
     fn restore(&self, _index: u64, data: &[u8]) -> Result<(), String> {

@@ -202,7 +202,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Writes jute primitives into a growable buffer.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Writer {
     buf: Vec<u8>,
 }
@@ -238,6 +238,16 @@ impl Writer {
             self.buf[..4].copy_from_slice(&len.to_be_bytes());
         }
         self.buf
+    }
+
+    /// Overwrites the four bytes at `at`, written earlier, with `v`.
+    pub fn patch_i32(&mut self, at: usize, v: i32) {
+        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Appends bytes already encoded.
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
     }
 
     pub fn write_i32(&mut self, v: i32) {

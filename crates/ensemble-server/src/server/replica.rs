@@ -8,12 +8,15 @@
 //! it is applied. `decode(encode(c)) == c`, and `decode` rejects malformed bytes
 //! without panicking. [`Machine`] applies entries to the shared [`super::state::State`]
 //! under its lock, snapshots and restores the tree, and hands the liveness reports
-//! members send to the leader to the session table.
+//! members send to the leader to the session table. A snapshot is written a few
+//! thousand nodes per hold of the lock, so applying and client requests go on while
+//! it is taken.
 
 use std::sync::Arc;
 
-use crate::consensus::{MemberId, StateMachine};
+use crate::consensus::{MemberId, SnapshotJob, StateMachine};
 use crate::protocol::{DecodeError, Reader, Writer};
+use crate::tree::snapshot::Progress;
 use crate::tree::{Origin, Txn};
 
 use super::connection::lock;
@@ -81,6 +84,41 @@ fn decode_alive(bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
+/// Nodes a snapshot writes per hold of the state's lock: about a millisecond's work.
+const SNAPSHOT_STEP_NODES: usize = 2_000;
+
+/// Writes the snapshot the state has begun, a step at a time, letting the state's
+/// other users in between steps. Dropped unfinished, it drops the snapshot, which
+/// would otherwise go on setting aside every node changed.
+struct SnapshotWriter {
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl SnapshotWriter {
+    fn run(mut self) -> Result<Vec<u8>, String> {
+        loop {
+            let progress = lock(&self.shared.state).continue_snapshot(SNAPSHOT_STEP_NODES);
+            match progress {
+                Progress::Pending => std::thread::yield_now(),
+                Progress::Done(bytes) => {
+                    self.finished = true;
+                    return Ok(bytes);
+                }
+                Progress::Idle => return Err("the snapshot under way was dropped".into()),
+            }
+        }
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.shared.state).cancel_snapshot();
+        }
+    }
+}
+
 /// The state machine consensus drives; see the module contract.
 pub(crate) struct Machine {
     pub shared: Arc<Shared>,
@@ -91,8 +129,23 @@ impl StateMachine for Machine {
         lock(&self.shared.state).apply_entry(index, command);
     }
 
-    fn snapshot(&self) -> (u64, Vec<u8>) {
-        lock(&self.shared.state).snapshot()
+    fn snapshot(&self) -> (u64, SnapshotJob) {
+        let mut state = lock(&self.shared.state);
+        match state.begin_snapshot() {
+            Some(index) => {
+                let writer = SnapshotWriter {
+                    shared: self.shared.clone(),
+                    finished: false,
+                };
+                (index, Box::new(move || writer.run()))
+            }
+            None => {
+                // openraft builds one snapshot at a time; should it ever ask for a
+                // second, that one is taken whole, holding the state still.
+                let (index, bytes) = state.snapshot();
+                (index, Box::new(move || Ok(bytes)))
+            }
+        }
     }
 
     fn restore(&self, index: u64, data: &[u8]) -> Result<(), String> {
@@ -109,8 +162,13 @@ impl StateMachine for Machine {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
     use crate::protocol::Id;
+    use crate::server::state::State;
+    use crate::server::stats::ServerStats;
+    use crate::tree::DataTree;
     use proptest::prelude::*;
 
     #[test]
@@ -133,6 +191,92 @@ mod tests {
     fn alive_reports_round_trip() {
         let ids = [1, -5, i64::MAX];
         assert_eq!(decode_alive(&encode_alive(&ids)), ids);
+    }
+
+    fn machine() -> Machine {
+        let config = crate::config::ServerConfig::default();
+        let state = State::new(&config, DataTree::default());
+        Machine {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(state),
+                stats: ServerStats::new(),
+            }),
+        }
+    }
+
+    fn create(machine: &Machine, index: u64, path: &str) {
+        let command = Command {
+            member: 1,
+            seq: index,
+            time_ms: 0,
+            origin: Origin::system(),
+            txn: Txn::Create {
+                path: path.into(),
+                data: Some(vec![7; 100]),
+                acl: crate::protocol::Acl::open_unsafe(),
+                flags: 0,
+                kind: crate::tree::CreateKind::Regular,
+                ttl: None,
+            },
+        };
+        machine.apply(index, Some(&command.encode()));
+    }
+
+    fn whole(machine: &Machine) -> Vec<u8> {
+        crate::tree::snapshot::snapshot(&lock(&machine.shared.state).tree)
+    }
+
+    /// Many steps' worth of nodes, then a snapshot job that runs on another thread
+    /// while more are created: it returns the tree as it began.
+    #[test]
+    fn a_snapshot_job_writes_the_state_it_began_with() {
+        let machine = machine();
+        let nodes = 3 * SNAPSHOT_STEP_NODES as u64;
+        for index in 1..=nodes {
+            create(&machine, index, &format!("/n{index}"));
+        }
+        let expected = whole(&machine);
+        let (index, job) = machine.snapshot();
+        assert_eq!(index, nodes);
+        let writer = std::thread::spawn(job);
+        for index in nodes + 1..=2 * nodes {
+            create(&machine, index, &format!("/n{index}"));
+        }
+        assert_eq!(writer.join().unwrap(), Ok(expected));
+        assert!(!lock(&machine.shared.state).tree.snapshot_under_way());
+    }
+
+    /// A restore while a job is pending completes the job's snapshot from the tree
+    /// it replaces; a second snapshot asked for meanwhile is taken whole.
+    #[test]
+    fn a_restore_completes_the_snapshot_under_way() {
+        let machine = machine();
+        create(&machine, 1, "/before");
+        let expected = whole(&machine);
+        let (index, job) = machine.snapshot();
+        assert_eq!(index, 1);
+        let (second_index, second) = machine.snapshot();
+        assert_eq!((second_index, second()), (1, Ok(expected.clone())));
+
+        let mut other = DataTree::default();
+        other.advance(9);
+        let replacement = crate::tree::snapshot::snapshot(&other);
+        machine.restore(9, &replacement).unwrap();
+        assert_eq!(whole(&machine), replacement);
+        assert_eq!(job(), Ok(expected));
+    }
+
+    /// A job dropped without running stops the tree setting nodes aside.
+    #[test]
+    fn a_dropped_snapshot_job_ends_the_snapshot() {
+        let machine = machine();
+        let (_, job) = machine.snapshot();
+        assert!(lock(&machine.shared.state).tree.snapshot_under_way());
+        drop(job);
+        assert!(!lock(&machine.shared.state).tree.snapshot_under_way());
+        let (index, job) = machine.snapshot();
+        assert_eq!((index, job()), (0, Ok(whole(&machine))));
     }
 
     proptest! {

@@ -39,7 +39,7 @@ use crate::protocol::{
     encode_reply, xid, KeeperState, ReplyHeader, Request, Response, WatcherEvent,
 };
 use crate::session::SessionTable;
-use crate::tree::snapshot::{restore, snapshot, SnapshotError};
+use crate::tree::snapshot::{restore, snapshot, Progress, SnapshotError};
 use crate::tree::{DataTree, Done, Origin, Outcome, Txn, TxnResult};
 use crate::watches::{Notification, WatchManager};
 
@@ -148,6 +148,8 @@ pub(crate) struct State {
     /// Sessions with a sign of life since the last report to the leader.
     touched: std::collections::HashSet<i64>,
     started: Instant,
+    /// A snapshot under way that a restore completed early, for its writer.
+    snapshot_taken: Option<Vec<u8>>,
 }
 
 /// Wall-clock milliseconds, for ctime/mtime and session id seeding.
@@ -188,6 +190,7 @@ impl State {
             leading: false,
             touched: std::collections::HashSet::new(),
             started: Instant::now(),
+            snapshot_taken: None,
         }
     }
 
@@ -378,9 +381,37 @@ impl State {
         )
     }
 
-    /// Replaces the tree with a snapshot and rebuilds the session table from it.
+    /// Begins a snapshot of the tree as of its last applied index, written a few
+    /// nodes at a time by [`State::continue_snapshot`] while entries go on being
+    /// applied; returns that index, or `None` if a snapshot is already under way.
+    pub fn begin_snapshot(&mut self) -> Option<u64> {
+        if self.tree.snapshot_under_way() || self.snapshot_taken.is_some() {
+            return None;
+        }
+        Some(u64::try_from(self.tree.begin_snapshot()).unwrap_or(0))
+    }
+
+    /// Writes up to `nodes` more nodes of the snapshot begun.
+    pub fn continue_snapshot(&mut self, nodes: usize) -> Progress {
+        match self.snapshot_taken.take() {
+            Some(bytes) => Progress::Done(bytes),
+            None => self.tree.continue_snapshot(nodes),
+        }
+    }
+
+    /// Drops the snapshot begun, if any.
+    pub fn cancel_snapshot(&mut self) {
+        self.tree.cancel_snapshot();
+        self.snapshot_taken = None;
+    }
+
+    /// Replaces the tree with a snapshot and rebuilds the session table from it. A
+    /// snapshot of the old tree under way is completed first.
     pub fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
         let tree = restore(data, self.tree.options())?;
+        if let Progress::Done(bytes) = self.tree.continue_snapshot(usize::MAX) {
+            self.snapshot_taken = Some(bytes);
+        }
         let now = self.now_ms();
         self.tree = tree;
         if let Some(secret) = self.tree.secret() {

@@ -162,6 +162,8 @@ pub struct DataTree {
     secret: Option<Vec<u8>>,
     last_zxid: i64,
     journal: Option<Journal>,
+    /// A snapshot being taken a few nodes at a time ([`snapshot`]).
+    capture: Option<Box<snapshot::Capture>>,
 }
 
 impl Default for DataTree {
@@ -216,6 +218,7 @@ impl DataTree {
             secret: None,
             last_zxid: 0,
             journal: None,
+            capture: None,
         }
     }
 
@@ -655,8 +658,12 @@ impl DataTree {
         events.push(WatchEvent::new(EventType::NodeChildrenChanged, parent_path));
     }
 
-    /// Saves the prior version of `path` when a multi is in progress.
+    /// Called before every change to the node at `path`: saves its prior version
+    /// when a multi is in progress, and sets it aside for a snapshot under way.
     fn touch(&mut self, path: &str) {
+        if let Some(capture) = &mut self.capture {
+            capture.keep(path, self.nodes.get(path));
+        }
         if let Some(journal) = &mut self.journal {
             if journal.seen.insert(path.to_owned()) {
                 journal

@@ -15,8 +15,19 @@
 //! ```
 //!
 //! Children and the ephemeral/container/TTL indexes are derived on restore.
+//!
+//! A snapshot can also be taken a few nodes at a time while transactions go on
+//! ([`DataTree::begin_snapshot`], [`DataTree::continue_snapshot`]), so that a large
+//! tree is never held still for the whole of it. Contract: the bytes it finishes with
+//! are exactly what [`snapshot`] returned when it began, whatever was applied
+//! between the steps. How: nodes are written in path order behind a cursor; a
+//! node after the cursor that a transaction is about to change, create or delete
+//! has its state as of the beginning (or its absence) set aside first, and that is
+//! what gets written when the cursor reaches it. Every change to a node goes
+//! through `DataTree::touch`, which sets it aside.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use thiserror::Error;
 
@@ -49,6 +60,16 @@ pub enum SnapshotError {
 /// Serializes the tree. Sessions and nodes come out in sorted order, so equal trees
 /// give equal bytes.
 pub fn snapshot(tree: &DataTree) -> Vec<u8> {
+    let mut w = header(tree);
+    w.write_i32(i32::try_from(tree.nodes.len()).unwrap_or(i32::MAX));
+    for (path, node) in &tree.nodes {
+        write_node(&mut w, path, node);
+    }
+    w.into_bytes()
+}
+
+/// Everything before the node count.
+fn header(tree: &DataTree) -> Writer {
     let mut w = Writer::new();
     w.write_i32(MAGIC);
     w.write_i32(FORMAT_VERSION);
@@ -59,23 +80,167 @@ pub fn snapshot(tree: &DataTree) -> Vec<u8> {
         w.write_i64(*id);
         w.write_i32(*timeout);
     });
-    let nodes: Vec<(&String, &Node)> = tree.nodes.iter().collect();
-    w.write_vec(&nodes, |w, (path, node)| {
-        w.write_ustring(path);
-        w.write_buffer(node.data.as_deref());
-        node.acl.write_field(w);
-        let s = &node.stat;
-        w.write_i64(s.czxid);
-        w.write_i64(s.mzxid);
-        w.write_i64(s.ctime);
-        w.write_i64(s.mtime);
-        w.write_i32(s.version);
-        w.write_i32(s.cversion);
-        w.write_i32(s.aversion);
-        w.write_i64(s.ephemeral_owner);
-        w.write_i64(s.pzxid);
-    });
-    w.into_bytes()
+    w
+}
+
+fn write_node(w: &mut Writer, path: &str, node: &Node) {
+    w.write_ustring(path);
+    w.write_buffer(node.data.as_deref());
+    node.acl.write_field(w);
+    let s = &node.stat;
+    w.write_i64(s.czxid);
+    w.write_i64(s.mzxid);
+    w.write_i64(s.ctime);
+    w.write_i64(s.mtime);
+    w.write_i32(s.version);
+    w.write_i32(s.cversion);
+    w.write_i32(s.aversion);
+    w.write_i64(s.ephemeral_owner);
+    w.write_i64(s.pzxid);
+}
+
+/// A snapshot under way; see the module contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Capture {
+    out: Writer,
+    /// Where the node count goes once it is known.
+    count_at: usize,
+    count: i32,
+    /// The last path written: every path up to it is done. `None` before the first.
+    cursor: Option<String>,
+    /// Paths after the cursor changed since the beginning: each node as written then,
+    /// or `None` if it did not exist.
+    before: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl Capture {
+    /// Sets aside the state of `path` as of the beginning, unless it is behind the
+    /// cursor or already set aside. `node` is its current state, which is the state
+    /// as of the beginning the first time it changes.
+    pub(super) fn keep(&mut self, path: &str, node: Option<&Node>) {
+        let ahead = self.cursor.as_deref().is_none_or(|cursor| path > cursor);
+        if ahead && !self.before.contains_key(path) {
+            let written = node.map(|node| {
+                let mut w = Writer::new();
+                write_node(&mut w, path, node);
+                w.into_bytes()
+            });
+            self.before.insert(path.to_owned(), written);
+        }
+    }
+}
+
+/// How far [`DataTree::continue_snapshot`] got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// More nodes are left.
+    Pending,
+    /// The snapshot is complete: its bytes.
+    Done(Vec<u8>),
+    /// No snapshot was under way.
+    Idle,
+}
+
+impl DataTree {
+    /// Begins a snapshot of the tree as it is now, to be written by
+    /// [`DataTree::continue_snapshot`]; returns the zxid it is taken at. A snapshot
+    /// already under way is dropped.
+    pub fn begin_snapshot(&mut self) -> i64 {
+        let mut out = header(self);
+        let count_at = out.len();
+        out.write_i32(0);
+        self.capture = Some(Box::new(Capture {
+            out,
+            count_at,
+            count: 0,
+            cursor: None,
+            before: BTreeMap::new(),
+        }));
+        self.last_zxid
+    }
+
+    pub fn snapshot_under_way(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Drops the snapshot under way, if any.
+    pub fn cancel_snapshot(&mut self) {
+        self.capture = None;
+    }
+
+    /// Writes up to `nodes` more nodes of the snapshot under way (`usize::MAX`: all
+    /// that are left).
+    pub fn continue_snapshot(&mut self, nodes: usize) -> Progress {
+        let Some(capture) = self.capture.as_deref_mut() else {
+            return Progress::Idle;
+        };
+        let Capture {
+            out,
+            count,
+            cursor,
+            before,
+            ..
+        } = capture;
+        let after = match cursor.as_deref() {
+            Some(cursor) => Bound::Excluded(cursor),
+            None => Bound::Unbounded,
+        };
+        let mut live = self
+            .nodes
+            .range::<str, _>((after, Bound::Unbounded))
+            .peekable();
+        let mut kept = before.range::<str, _>((after, Bound::Unbounded)).peekable();
+        let mut last: Option<&str> = None;
+        for _ in 0..nodes {
+            // The next path in order; what was set aside for it wins over the tree.
+            let next_live = live.peek().map(|(path, _)| path.as_str());
+            let next_kept = kept.peek().map(|(path, _)| path.as_str());
+            let take_kept = match (next_live, next_kept) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(l), Some(k)) => k <= l,
+            };
+            if take_kept {
+                let (path, written) = kept.next().expect("peeked");
+                if next_live == Some(path.as_str()) {
+                    live.next();
+                }
+                if let Some(written) = written {
+                    out.write_raw(written);
+                    *count += 1;
+                }
+                last = Some(path);
+            } else {
+                let (path, node) = live.next().expect("peeked");
+                write_node(out, path, node);
+                *count += 1;
+                last = Some(path);
+            }
+        }
+        let finished = live.peek().is_none() && kept.peek().is_none();
+        if !finished {
+            if let Some(last) = last {
+                let last = last.to_owned();
+                let mut ahead = before.split_off(last.as_str());
+                ahead.remove(last.as_str());
+                *before = ahead;
+                *cursor = Some(last);
+            }
+            return Progress::Pending;
+        }
+        let Some(capture) = self.capture.take() else {
+            return Progress::Idle;
+        };
+        let Capture {
+            mut out,
+            count_at,
+            count,
+            ..
+        } = *capture;
+        out.patch_i32(count_at, count);
+        Progress::Done(out.into_bytes())
+    }
 }
 
 fn read_node(r: &mut Reader<'_>) -> Result<(String, Node), DecodeError> {
