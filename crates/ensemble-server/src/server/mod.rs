@@ -181,10 +181,20 @@ fn consensus_options(
     faults: Option<consensus::Faults>,
 ) -> consensus::Options {
     consensus::Options {
-        snapshot_every: config.snap_count,
+        snapshot_every: snapshot_interval(config.snap_count),
         faults,
         ..consensus::Options::new(config.my_id, config.data_dir.clone(), advertise)
     }
+}
+
+/// Entries between this member's snapshots: a random number from half of
+/// `snap_count` to all of it, drawn once per start, as ZooKeeper draws one for each
+/// snapshot. Members that applied the same log would otherwise all write a snapshot
+/// at the same moment, and each writing one costs it disk time that its log's
+/// fsyncs wait behind.
+fn snapshot_interval(snap_count: u64) -> u64 {
+    let half = snap_count / 2;
+    (half + rand::random_range(0..=snap_count - half)).max(1)
 }
 
 /// The voters a member founds the ensemble with: the config's participants, or
@@ -643,4 +653,21 @@ async fn serve(
     tracker.wait().await;
     consensus.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_interval;
+
+    #[test]
+    fn snapshot_intervals_spread_over_the_upper_half_of_snap_count() {
+        let drawn: std::collections::BTreeSet<u64> =
+            (0..200).map(|_| snapshot_interval(100)).collect();
+        assert!(drawn.iter().all(|n| (50..=100).contains(n)), "{drawn:?}");
+        assert!(
+            drawn.len() > 10,
+            "the interval is drawn at random: {drawn:?}"
+        );
+        assert_eq!(snapshot_interval(1), 1);
+    }
 }
