@@ -63,7 +63,9 @@
 //!   pre-vote on an election timeout, and on the fast path above one of our own (the
 //!   same request, sent before standing), which a voter grants if it too saw the
 //!   leader go. So a member cut off from the others comes back at the term it left,
-//!   and its return does not unseat a healthy leader.
+//!   and its return does not unseat a healthy leader. Of two followers that saw the
+//!   leader go and pre-voted for each other, the one with the higher id does not
+//!   stand: standing together they would split the vote.
 //! - **Linearizable sync.** [`Consensus::read_index`] returns a commit index the
 //!   leader confirmed with a quorum after the call began; once the local member has
 //!   applied it, every write committed before the call is visible.
@@ -441,6 +443,7 @@ impl Consensus {
             proposer: std::sync::Mutex::new(node::Proposer::default()),
             change_lock: tokio::sync::Mutex::new(()),
             leader_gone: std::sync::Mutex::new(None),
+            pre_voted_for: std::sync::Mutex::new(None),
             stop: tokio_util::sync::CancellationToken::new(),
             tasks: std::sync::Mutex::new(Vec::new()),
         });

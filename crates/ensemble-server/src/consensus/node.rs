@@ -28,6 +28,7 @@ use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::vote::RaftLeaderId as _;
 use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -71,6 +72,9 @@ pub(crate) struct Node {
     pub(crate) change_lock: tokio::sync::Mutex<()>,
     /// The leader this member saw go away, and its term; see [`Node::leader_went_away`].
     pub(crate) leader_gone: Mutex<Option<(MemberId, u64)>>,
+    /// The lowest-numbered member this one granted a fast-path pre-vote to, and the
+    /// term it asked for; see [`Node::yields_to`].
+    pub(crate) pre_voted_for: Mutex<Option<(MemberId, u64)>>,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -567,8 +571,25 @@ impl Node {
             status.role == Role::Follower && status.term == term && status.leader == Some(from)
         };
         if unchanged && !self.stop.is_cancelled() && self.majority_would_vote(term).await {
+            if let Some(other) = self.yields_to(term + 1) {
+                tracing::info!(
+                    other,
+                    "another member saw the leader go too; leaving the election to it"
+                );
+                return;
+            }
             let _ = self.raft.trigger().elect(false).await;
         }
+    }
+
+    /// The member with a lower id than this one that asked this one for a fast-path
+    /// pre-vote for `term`, if any: it stands, and this one does not. Both saw the
+    /// leader go and both won their pre-votes; standing together, each would vote
+    /// for itself and the vote would split, leaving the ensemble without a leader
+    /// until an election timeout. The member with the higher id gives way.
+    fn yields_to(&self, term: u64) -> Option<MemberId> {
+        let granted = *self.pre_voted_for.lock().unwrap_or_else(|p| p.into_inner());
+        granted.and_then(|(other, asked)| (asked == term && other < self.id).then_some(other))
     }
 
     /// The fast path's pre-vote: whether a majority of voters, this member included,
@@ -669,6 +690,16 @@ impl Service for Node {
                         // openraft's pre-vote always honours the lease; waive it for
                         // the same reason as above. The vote that follows still
                         // compares logs.
+                        let (id, term) = (*rpc.vote.leader_id.node_id(), rpc.vote.leader_id.term());
+                        let mut granted =
+                            self.pre_voted_for.lock().unwrap_or_else(|p| p.into_inner());
+                        // Keep the newest term, and in it the lowest id.
+                        if granted.is_none_or(|(g_id, g_term)| {
+                            term > g_term || (term == g_term && id < g_id)
+                        }) {
+                            *granted = Some((id, term));
+                        }
+                        drop(granted);
                         Response::Vote(openraft::raft::VoteResponse::new(rpc.vote, None, true))
                     } else {
                         self.raft
