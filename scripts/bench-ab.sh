@@ -10,11 +10,13 @@
 # where the leader happens to sit does not decide the result. Besides throughput and
 # latency it prints the servers' CPU per operation: user and system time of the three
 # member processes during a run, over the operations of the run (the warm-up of 0.5 s is
-# counted at the run's rate). Both ensembles keep their data under a temporary directory.
+# counted at the run's rate), and the tail: p99.9, the slowest operation and the longest
+# time in which no operation completed (medians, and the worst of all runs). Both
+# ensembles keep their data under a temporary directory.
 set -euo pipefail
 
 if (($# < 2)) || [[ $1 == -h || $1 == --help ]]; then
-  sed -n '2,13p' "$0"
+  sed -n '2,15p' "$0"
   exit 2
 fi
 
@@ -122,17 +124,22 @@ try:
                 print(f"{name}: a run printed no total", file=sys.stderr)
                 continue
             ops, rate, p50, p99 = int(total[1]), float(total[2]), float(total[3]), float(total[5])
+            p999, most = float(total[6]), float(total[7])
+            gap = next((float(l.split("operation")[1].split()[0]) for l in out.splitlines()
+                        if "longest gap" in l), 0.0)
             ran = ops * (args.duration + warmup) / args.duration
-            rows[name].append((rate, p50, p99, cpu / ran * 1e6 if ran else 0))
+            rows[name].append((rate, p50, p99, cpu / ran * 1e6 if ran else 0, p999, most, gap))
     print(f"{args.rounds} alternating runs of {args.duration:g} s, mix {args.mix}, "
           f"{args.sessions} x {args.in_flight}; medians:")
     for name, binary, *_ in systems:
         r = rows[name]
         if not r:
             continue
-        med = [statistics.median(x[i] for x in r) for i in range(4)]
+        med = [statistics.median(x[i] for x in r) for i in range(7)]
         print(f"{name} {binary}: {med[0]:.0f} ops/s, p50 {med[1]:.0f} us, p99 {med[2]:.0f} us, "
-              f"servers' CPU per op {med[3]:.0f} us")
+              f"servers' CPU per op {med[3]:.0f} us; p99.9 {med[4]:.0f} us, "
+              f"max {med[5]:.0f} us, longest gap {med[6]:.1f} ms "
+              f"(worst run: max {max(x[5] for x in r):.0f} us, gap {max(x[6] for x in r):.1f} ms)")
 finally:
     for _, _, _, local in systems:
         local.terminate()
