@@ -86,6 +86,17 @@ fn fresh() -> DataTree {
     tree
 }
 
+/// A fresh tree after `txns`, applied at zxids 11, 12, ..., and the last zxid used.
+fn applied(txns: &[(usize, Txn)]) -> (DataTree, i64) {
+    let mut tree = fresh();
+    let mut zxid = 10;
+    for (session, txn) in txns {
+        zxid += 1;
+        tree.apply(zxid, zxid, &origin(*session), txn);
+    }
+    (tree, zxid)
+}
+
 /// Invariants that must hold in every reachable tree.
 fn check_invariants(tree: &DataTree) -> Result<(), TestCaseError> {
     let mut count = 0usize;
@@ -157,12 +168,7 @@ proptest! {
 
     #[test]
     fn failed_multi_leaves_tree_unchanged(setup in vec(txn(), 0..20), ops in vec(op(), 1..6)) {
-        let mut tree = fresh();
-        let mut zxid = 10;
-        for (session, txn) in &setup {
-            zxid += 1;
-            tree.apply(zxid, zxid, &origin(*session), txn);
-        }
+        let (mut tree, mut zxid) = applied(&setup);
         let before = snapshot(&tree);
         zxid += 1;
         let result = tree.apply(zxid, zxid, &origin(0), &Txn::Multi(ops));
@@ -184,12 +190,7 @@ proptest! {
         setup in vec(txn(), 0..30),
         during in vec((txn(), 0..4usize), 0..40),
     ) {
-        let mut tree = fresh();
-        let mut zxid = 10;
-        for (session, txn) in &setup {
-            zxid += 1;
-            tree.apply(zxid, zxid, &origin(*session), txn);
-        }
+        let (mut tree, mut zxid) = applied(&setup);
         let expected = snapshot(&tree);
         prop_assert_eq!(tree.begin_snapshot(), tree.last_zxid());
         let mut finished = None;
