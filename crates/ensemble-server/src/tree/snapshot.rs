@@ -201,8 +201,10 @@ impl DataTree {
                 (None, Some(_)) => true,
                 (Some(l), Some(k)) => k <= l,
             };
-            if take_kept {
-                let (path, written) = kept.next().expect("peeked");
+            let path = if take_kept {
+                let Some((path, written)) = kept.next() else {
+                    break;
+                };
                 if next_live == Some(path.as_str()) {
                     live.next();
                 }
@@ -210,13 +212,16 @@ impl DataTree {
                     out.write_raw(written);
                     *count += 1;
                 }
-                last = Some(path);
+                path
             } else {
-                let (path, node) = live.next().expect("peeked");
+                let Some((path, node)) = live.next() else {
+                    break;
+                };
                 write_node(out, path, node);
                 *count += 1;
-                last = Some(path);
-            }
+                path
+            };
+            last = Some(path);
         }
         let finished = live.peek().is_none() && kept.peek().is_none();
         if !finished {
