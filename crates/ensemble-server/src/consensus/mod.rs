@@ -52,11 +52,11 @@
 //! - **Fast failover.** A follower whose leader's connection closes dials the
 //!   leader afresh; if that fails too (the process died, or a fault cut the link),
 //!   the leader is gone: the follower stands for election after a random pause of at
-//!   most 40 ms and, until the term changes, grants votes despite the leader's
-//!   lease. The lease only delays a new leader while the old one may be alive; reads
-//!   here never rely on it (sync confirms with a quorum), so waiving it on evidence
-//!   of death costs no safety, and a leader that merely went silent is still
-//!   replaced by the election timeout. A crashed leader is replaced in tens of
+//!   most [`Options::stand_stagger`] (40 ms) and, until the term changes, grants
+//!   votes despite the leader's lease. The lease only delays a new leader while the
+//!   old one may be alive; reads here never rely on it (sync confirms with a
+//!   quorum), so waiving it on evidence of death costs no safety, and a leader that
+//!   merely went silent is still replaced by the election timeout. A crashed leader is replaced in tens of
 //!   milliseconds rather than the lease plus an election timeout (600 to 800 ms).
 //! - **Pre-vote.** A member raises its term only after a majority of voters said
 //!   they would vote for it (a pre-vote changes nothing on the voter): openraft's
@@ -145,6 +145,11 @@ pub struct Options {
     pub snapshot_every: u64,
     /// A learner is promoted only when at most this many entries behind the leader.
     pub promote_max_lag: u64,
+    /// A follower that saw its leader go away stands for election after a random
+    /// pause below this, so that two such followers seldom stand at the same moment
+    /// (a vote and its fsync take about a millisecond). Zero makes them stand
+    /// together, which tests use.
+    pub stand_stagger: Duration,
     /// Link failures injected by tests; `None` in production.
     pub faults: Option<Faults>,
 }
@@ -313,6 +318,7 @@ impl Options {
             election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 100_000,
             promote_max_lag: 1_000,
+            stand_stagger: Duration::from_millis(40),
             faults: None,
         }
     }

@@ -52,10 +52,6 @@ const QUORUM_WINDOW_TIMEOUTS: u32 = 2;
 /// How long a leader whose connection closed has to accept a new one before it counts
 /// as gone.
 const LEADER_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
-/// A follower that saw its leader go away stands for election after a random pause
-/// below this, so that two such followers seldom split the vote (a vote and its fsync
-/// take about a millisecond).
-const STAND_STAGGER_MS: u64 = 40;
 /// How long a follower that saw its leader go waits for the others' pre-votes.
 const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -564,8 +560,11 @@ impl Node {
             term,
             "the leader went away; standing for election"
         );
-        let pause = Duration::from_millis(rand::random_range(0..STAND_STAGGER_MS));
-        tokio::time::sleep(pause).await;
+        let stagger = self.options.stand_stagger.as_micros() as u64;
+        if stagger > 0 {
+            let pause = Duration::from_micros(rand::random_range(0..stagger));
+            tokio::time::sleep(pause).await;
+        }
         let unchanged = {
             let status = self.status.borrow();
             status.role == Role::Follower && status.term == term && status.leader == Some(from)
