@@ -74,6 +74,31 @@ async fn start_three(token_file: &std::path::Path) -> BTreeMap<u64, Running> {
     running
 }
 
+/// How long the member at `client` takes to close, unanswered, a connection that asks
+/// for a new session.
+async fn refusal_time(client: SocketAddr) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i32.to_be_bytes()); // protocol version
+    body.extend_from_slice(&0i64.to_be_bytes()); // last zxid seen
+    body.extend_from_slice(&10_000i32.to_be_bytes()); // session timeout
+    body.extend_from_slice(&0i64.to_be_bytes()); // session id: a new one
+    body.extend_from_slice(&16i32.to_be_bytes());
+    body.extend_from_slice(&[0; 16]); // password
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let mut stream = tokio::net::TcpStream::connect(client)
+        .await
+        .expect("the client port");
+    let started = Instant::now();
+    stream.write_all(&frame).await.expect("send the connect");
+    let mut answer = Vec::new();
+    // A reset counts as closed too.
+    let _ = within(stream.read_to_end(&mut answer)).await;
+    assert!(answer.is_empty(), "answered {answer:?}");
+    started.elapsed()
+}
+
 async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, future).await.expect("in time")
 }
@@ -226,6 +251,13 @@ async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
         assert_eq!(status["lastLogIndex"], 0, "{status}");
         assert_eq!(status["leaderId"], Value::Null, "{status}");
         assert_eq!(member.http("GET", "/readyz", false, "").await.0, 503);
+        // No wait makes a member outside the membership serve: it refuses a session
+        // at once, not after the second a member changing leader holds one.
+        let refused_after = refusal_time(member.client).await;
+        assert!(
+            refused_after < Duration::from_millis(500),
+            "member {id} held a session it can never take for {refused_after:?}"
+        );
     }
 
     // Founding needs the token, and happens once.

@@ -396,13 +396,20 @@ const SERVICE_WAIT: Duration = Duration::from_secs(5);
 /// Waits until this member can serve sessions (a leader is known and the
 /// ensemble's secret is applied), for at most [`SERVICE_WAIT`]: after that it
 /// accepts anyway, so that four-letter words answer, and sessions are refused
-/// until it can serve them.
+/// until it can serve them. A joiner outside the membership (blank, or removed
+/// while it was down) does not wait: nothing but being added makes it serve, so
+/// its clients are better refused at once and sent to another member. (A founder
+/// is outside too, until it founds the ensemble a moment later.)
 async fn wait_for_service(shared: &Shared, consensus: &Consensus, shutdown: &CancellationToken) {
     let mut status = consensus.watch_status();
     let deadline = tokio::time::Instant::now() + SERVICE_WAIT;
     loop {
-        let has_leader = status.borrow_and_update().leader.is_some();
-        if has_leader && lock(&shared.state).tree.secret().is_some() {
+        let (has_leader, outside) = {
+            let status = status.borrow_and_update();
+            (status.leader.is_some(), status.role == Role::Outside)
+        };
+        let waiting_to_be_added = outside && shared.config.join_existing;
+        if waiting_to_be_added || (has_leader && lock(&shared.state).tree.secret().is_some()) {
             return;
         }
         tokio::select! {
