@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ensemble_server::config::ServerConfig;
+use ensemble_server::protocol::{ConnectRequest, Record, Writer};
 use ensemble_server::server::{self, Listeners};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -78,15 +79,15 @@ async fn start_three(token_file: &std::path::Path) -> BTreeMap<u64, Running> {
 /// for a new session.
 async fn refusal_time(client: SocketAddr) -> Duration {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut body = Vec::new();
-    body.extend_from_slice(&0i32.to_be_bytes()); // protocol version
-    body.extend_from_slice(&0i64.to_be_bytes()); // last zxid seen
-    body.extend_from_slice(&10_000i32.to_be_bytes()); // session timeout
-    body.extend_from_slice(&0i64.to_be_bytes()); // session id: a new one
-    body.extend_from_slice(&16i32.to_be_bytes());
-    body.extend_from_slice(&[0; 16]); // password
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
+    let mut w = Writer::for_frame();
+    ConnectRequest {
+        last_zxid_seen: 0,
+        time_out: 10_000,
+        passwd: vec![0; 16],
+        ..ConnectRequest::default() // a new session
+    }
+    .write(&mut w);
+    let frame = w.into_frame();
     let mut stream = tokio::net::TcpStream::connect(client)
         .await
         .expect("the client port");

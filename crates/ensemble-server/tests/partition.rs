@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ensemble_server::config::{ServerConfig, ServerSpec};
 use ensemble_server::consensus::Faults;
+use ensemble_server::protocol::{ConnectRequest, Record, Writer};
 use ensemble_server::server::{Listeners, Member};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -288,15 +289,15 @@ async fn a_client_ahead_of_a_follower_waits_for_it_to_catch_up() {
         .await
         .expect("a write the follower does not have");
     // A new session whose client has seen that write (as one moving from the leader).
-    let mut body = Vec::new();
-    body.extend_from_slice(&0i32.to_be_bytes()); // protocol version
-    body.extend_from_slice(&stat.czxid.to_be_bytes()); // last zxid seen
-    body.extend_from_slice(&10_000i32.to_be_bytes()); // session timeout
-    body.extend_from_slice(&0i64.to_be_bytes()); // session id: a new one
-    body.extend_from_slice(&16i32.to_be_bytes());
-    body.extend_from_slice(&[0; 16]); // password
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
+    let mut w = Writer::for_frame();
+    ConnectRequest {
+        last_zxid_seen: stat.czxid,
+        time_out: 10_000,
+        passwd: vec![0; 16],
+        ..ConnectRequest::default() // a new session
+    }
+    .write(&mut w);
+    let frame = w.into_frame();
     let mut stream = tokio::net::TcpStream::connect(&members[&follower].client_addr)
         .await
         .expect("the follower's client port");
