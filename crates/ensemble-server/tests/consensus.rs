@@ -22,6 +22,8 @@ struct Recorded {
     last: u64,
     commands: Vec<(u64, Vec<u8>)>,
     restores: u64,
+    /// The size of the last snapshot restored.
+    restored_bytes: usize,
     out_of_order: bool,
     /// Whether anything was applied or restored yet (the log starts at index 0).
     started: bool,
@@ -77,6 +79,7 @@ impl StateMachine for Recorder {
         s.last = index;
         s.commands = commands;
         s.restores += 1;
+        s.restored_bytes = data.len();
         s.started = true;
         Ok(())
     }
@@ -94,8 +97,12 @@ fn options(id: MemberId, address: &str, dir: Option<PathBuf>, faults: &Faults) -
     let mut options = Options::new(id, dir, address);
     options.faults = Some(faults.clone());
     options.promote_max_lag = 5;
+    // Snapshots here are kilobytes: small chunks make them travel in many.
+    options.snapshot_chunk = SNAPSHOT_CHUNK;
     options
 }
+
+const SNAPSHOT_CHUNK: usize = 256;
 
 async fn start_with(options: Options, listener: TcpListener) -> Member {
     let machine = Arc::new(Recorder::default());
@@ -808,9 +815,11 @@ async fn a_lagging_member_catches_up_through_a_snapshot() {
     wait_applied(&[&members[0], &members[1]], &sent).await;
     faults.heal();
     wait_applied(&[lagging], &sent).await;
+    let caught_up = lagging.machine.get();
+    assert!(caught_up.restores > 0, "caught up through a snapshot");
     assert!(
-        lagging.machine.get().restores > 0,
-        "caught up through a snapshot"
+        caught_up.restored_bytes > 10 * SNAPSHOT_CHUNK,
+        "the snapshot travelled in many chunks"
     );
     assert_eq!(
         commands(lagging)[..sent.len().min(commands(lagging).len())],

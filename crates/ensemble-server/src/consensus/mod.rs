@@ -25,7 +25,9 @@
 //! - **Snapshots.** Every `snapshot_every` applied entries consensus asks the state
 //!   machine for a snapshot ([`StateMachine::snapshot`], from a blocking thread),
 //!   stores it atomically next to the log and purges the log before it. A member
-//!   too far behind the leader's log receives the snapshot and restores it.
+//!   too far behind the leader's log receives the snapshot and restores it; it
+//!   travels in chunks of [`Options::snapshot_chunk`] bytes, so appends and
+//!   heartbeats to that member never wait behind more than one.
 //! - **Proposals.** [`Consensus::propose`] may be called on any member; commands are
 //!   forwarded to the leader over one ordered stream per member, so the commands
 //!   one member proposes are committed in the order it proposed them, or not at all
@@ -115,6 +117,7 @@ mod node;
 mod state_machine;
 #[cfg(test)]
 mod suite_tests;
+mod transfer;
 mod transport;
 mod types;
 
@@ -150,6 +153,9 @@ pub struct Options {
     /// (a vote and its fsync take about a millisecond). Zero makes them stand
     /// together, which tests use.
     pub stand_stagger: Duration,
+    /// A snapshot sent to a member travels in chunks of at most this many bytes,
+    /// between which appends and heartbeats to that member go on.
+    pub snapshot_chunk: usize,
     /// Link failures injected by tests; `None` in production.
     pub faults: Option<Faults>,
 }
@@ -319,6 +325,7 @@ impl Options {
             snapshot_every: 100_000,
             promote_max_lag: 1_000,
             stand_stagger: Duration::from_millis(40),
+            snapshot_chunk: 1 << 20,
             faults: None,
         }
     }
@@ -383,8 +390,10 @@ impl Consensus {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: options.snapshot_every.min(1_000),
             purge_batch_size: 1,
-            // A snapshot travels as one frame: give it time.
+            // For each chunk of a snapshot; the last one waits for the snapshot to
+            // be restored, which takes seconds for a tree of gigabytes.
             install_snapshot_timeout: 60_000,
+            snapshot_max_chunk_size: options.snapshot_chunk.max(1) as u64,
             backoff: "20ms 40ms ...500ms".into(),
             enable_pre_vote: Some(true),
             ..Default::default()
@@ -450,6 +459,7 @@ impl Consensus {
             change_lock: tokio::sync::Mutex::new(()),
             leader_gone: std::sync::Mutex::new(None),
             pre_voted_for: std::sync::Mutex::new(None),
+            incoming_snapshot: std::sync::Mutex::new(transfer::Assembly::default()),
             stop: tokio_util::sync::CancellationToken::new(),
             tasks: std::sync::Mutex::new(Vec::new()),
         });

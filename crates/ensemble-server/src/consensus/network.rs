@@ -176,6 +176,8 @@ impl RaftNetworkV2<C> for RaftPeer {
         self.ask_for_vote(Request::PreVote(rpc), option).await
     }
 
+    /// Sends the snapshot in chunks, each a request of its own and answered before
+    /// the next (see `transfer`); the last one's answer is the receiver's.
     async fn full_snapshot(
         &mut self,
         vote: Vote,
@@ -183,18 +185,35 @@ impl RaftNetworkV2<C> for RaftPeer {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        let request = Request::Snapshot {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
+        let chunk = option.snapshot_chunk_size().unwrap_or(1 << 20).max(1);
+        let data = snapshot.snapshot;
+        let total = data.len() as u64;
+        let send = async {
+            let mut offset = 0;
+            loop {
+                let end = (offset + chunk).min(data.len());
+                let request = Request::SnapshotChunk {
+                    vote,
+                    meta: snapshot.meta.clone(),
+                    total,
+                    offset: offset as u64,
+                    data: data[offset..end].to_vec(),
+                };
+                match self
+                    .peer
+                    .call(request, option.hard_ttl())
+                    .await
+                    .map_err(rpc_error)?
+                {
+                    Response::Snapshot(r) => return Ok(r),
+                    Response::Done if end < data.len() => offset = end,
+                    other => return Err(unexpected(other).into()),
+                }
+            }
         };
-        let call = self.peer.call(request, option.hard_ttl());
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            response = call => match response.map_err(rpc_error)? {
-                Response::Snapshot(r) => Ok(r),
-                other => Err(unexpected(other).into()),
-            },
+            response = send => response,
         }
     }
 

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::log_store::LogStore;
+use super::transfer::{Assembly, Chunk, Taken};
 use super::transport::{
     Change, Connection, Peers, Request, Response, Service, WireError, RECONNECT_BACKOFF,
 };
@@ -71,6 +72,8 @@ pub(crate) struct Node {
     /// The lowest-numbered member this one granted a fast-path pre-vote to, and the
     /// term it asked for; see [`Node::yields_to`].
     pub(crate) pre_voted_for: Mutex<Option<(MemberId, u64)>>,
+    /// The snapshot a leader is sending this member, chunk by chunk.
+    pub(crate) incoming_snapshot: Mutex<Assembly>,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -640,6 +643,10 @@ impl Node {
 
 impl Service for Node {
     fn peer_closed(self: Arc<Self>, from: MemberId) {
+        self.incoming_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(from);
         tokio::spawn(self.leader_went_away(from));
     }
 
@@ -718,6 +725,34 @@ impl Service for Node {
                     )
                     .await
                     .map_or(stopped, Response::Snapshot),
+                Request::SnapshotChunk {
+                    vote,
+                    meta,
+                    total,
+                    offset,
+                    data,
+                } => {
+                    let taken = self
+                        .incoming_snapshot
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take(Chunk {
+                            from,
+                            upto: meta.last_log_id.map_or(0, |id| id.index),
+                            total,
+                            offset,
+                            data: &data,
+                        });
+                    match taken {
+                        Ok(Taken::Partial) => Response::Done,
+                        Ok(Taken::Complete(snapshot)) => self
+                            .raft
+                            .install_full_snapshot(vote, Snapshot { meta, snapshot })
+                            .await
+                            .map_or(stopped, Response::Snapshot),
+                        Err(reason) => Response::Failed(WireError::Other(reason)),
+                    }
+                }
                 Request::TransferLeader(rpc) => self
                     .raft
                     .handle_transfer_leader(rpc)

@@ -43,7 +43,8 @@ use tokio_util::sync::CancellationToken;
 use super::types::{decode, encode_into, SnapshotMeta, Vote, C};
 use super::{Faults, MemberId};
 
-/// Frames above this size (a snapshot, at most) are refused.
+/// Frames above this size are refused (the largest are appends of many large
+/// commands; snapshots travel in chunks).
 pub(crate) const MAX_FRAME: usize = 1 << 30;
 /// Bytes read from a peer's connection at a time; frames that arrive together are
 /// read with one system call.
@@ -60,6 +61,8 @@ pub(crate) enum Request {
     /// An append of the sender's ordered stream; see the module contract.
     StreamAppend(openraft::raft::AppendEntriesRequest<C>),
     Vote(openraft::raft::VoteRequest<C>),
+    /// A whole snapshot in one frame, as members of earlier releases send it (a
+    /// rolling upgrade has both); this release sends [`Request::SnapshotChunk`]s.
     Snapshot {
         vote: Vote,
         meta: SnapshotMeta,
@@ -75,6 +78,17 @@ pub(crate) enum Request {
     /// Whether the receiver would grant this vote; answered with `Response::Vote`.
     /// Last, so that the variants before it keep their numbers on the wire.
     PreVote(openraft::raft::VoteRequest<C>),
+    /// `data` is the snapshot's bytes from `offset`, of `total`; answered
+    /// `Response::Done` until the last, whose answer is `Response::Snapshot` once it
+    /// is installed (see `transfer`).
+    SnapshotChunk {
+        vote: Vote,
+        meta: SnapshotMeta,
+        total: u64,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 /// A membership change forwarded to the leader.
