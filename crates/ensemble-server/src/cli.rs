@@ -16,7 +16,9 @@
 //! all founding one ensemble; the children exit when this process goes away, even
 //! when it is killed. With `--data-dir D` member `i` keeps its data in
 //! `D/member-i`, so a second run on the same directory resumes the same ensemble;
-//! without, data lives in memory. The first line on stdout is the connection
+//! without, data lives in memory. `--set KEY=VALUE` adds a zoo.cfg setting to every
+//! member, checked before anything starts (an unknown key, a bad value, or a key
+//! the other options own is refused). The first line on stdout is the connection
 //! string (every member's address, comma-separated), printed once every member
 //! serves; admin ports (`--admin-port A`: A+i-1; by default any free ports, so
 //! that several local ensembles and tests never collide) are announced on stderr
@@ -76,6 +78,11 @@ pub struct LocalArgs {
     /// this port + i. Default: the client port + 1000.
     #[arg(long)]
     pub peer_port: Option<u16>,
+    /// A zoo.cfg setting for every member, such as `4lw.commands.whitelist=*`;
+    /// repeatable. Ids, ports, members and the data directory come from the other
+    /// options.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 }
 
 /// Set, to its own process id, in the environment of the members `ensemble local`
@@ -123,6 +130,8 @@ pub enum CliError {
     MembersOutOfRange(u16),
     #[error("--members {0} needs a fixed --client-port (members use consecutive ports)")]
     PortsNeeded(u16),
+    #[error("--set {setting}: {reason}")]
+    Setting { setting: String, reason: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -252,13 +261,52 @@ fn exit_with_parent(parent: u32) {
     });
 }
 
-/// `ensemble local --members N --client-port P [--data-dir D]`.
+/// Settings `ensemble local` writes itself, from its other options.
+const LOCAL_OWN_KEYS: [&str; 7] = [
+    "myid",
+    "clientPort",
+    "dataDir",
+    "admin.serverPort",
+    "adminPort",
+    "peerPort",
+    "joinExisting",
+];
+
+/// The `--set` settings as zoo.cfg lines, each checked as the server would read it.
+fn local_settings(settings: &[String]) -> Result<String, CliError> {
+    let mut text = String::new();
+    for setting in settings {
+        let refuse = |reason: &str| CliError::Setting {
+            setting: setting.clone(),
+            reason: reason.to_owned(),
+        };
+        let Some((key, _)) = setting.split_once('=') else {
+            return Err(refuse("expected KEY=VALUE"));
+        };
+        let key = key.trim();
+        if LOCAL_OWN_KEYS.contains(&key) || key.starts_with("server.") {
+            return Err(refuse(
+                "ensemble local sets this itself (see --members, --client-port, --peer-port, \
+                 --admin-port, --data-dir)",
+            ));
+        }
+        let parsed = ServerConfig::from_properties(setting).map_err(|e| refuse(&e.to_string()))?;
+        if !parsed.ignored_keys.is_empty() {
+            return Err(refuse("not a setting this server knows"));
+        }
+        let _ = writeln!(text, "{setting}");
+    }
+    Ok(text)
+}
+
+/// `ensemble local --members N --client-port P [--data-dir D] [--set KEY=VALUE]...`.
 pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     if !(1..=9).contains(&args.members) {
         return Err(CliError::MembersOutOfRange(args.members));
     }
+    let settings = local_settings(&args.settings)?;
     if args.members > 1 {
-        return run_local_ensemble(args).await;
+        return run_local_ensemble(args, &settings).await;
     }
     let stop = stop_token();
     // Bound first: the member's address in the membership names its client port.
@@ -266,11 +314,15 @@ pub async fn run_local(args: LocalArgs) -> Result<(), CliError> {
     let port = listener
         .local_addr()
         .map_or(args.client_port, |addr| addr.port());
+    let settings = ServerConfig::from_properties(&settings).map_err(|e| CliError::Setting {
+        setting: args.settings.join(" "),
+        reason: e.to_string(),
+    })?;
     let member = Member::open(
         ServerConfig {
             client_port: port,
             data_dir: args.data_dir.map(|dir| dir.join("member-1")),
-            ..ServerConfig::default()
+            ..settings
         },
         None,
     )
@@ -319,15 +371,17 @@ fn in_block(port: u16, first: u16, n: u16) -> bool {
     port >= first && u32::from(port) < u32::from(first) + u32::from(n)
 }
 
-/// The configuration of member `id` of a local ensemble.
+/// The configuration of member `id` of a local ensemble, `settings` (checked zoo.cfg
+/// lines) first.
 fn local_member_config(
     args: &LocalArgs,
+    settings: &str,
     id: u16,
     peer_base: u16,
     admin_port: u16,
     data_dir: Option<&Path>,
 ) -> String {
-    let mut text = String::from("# written by `ensemble local`\n");
+    let mut text = format!("# written by `ensemble local`\n{settings}");
     let _ = writeln!(text, "myid={id}");
     let _ = writeln!(text, "clientPort={}", args.client_port + id - 1);
     let _ = writeln!(text, "admin.serverPort={admin_port}");
@@ -346,7 +400,7 @@ fn local_member_config(
 }
 
 /// Runs an ensemble of separate member processes; see the module contract.
-async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
+async fn run_local_ensemble(args: LocalArgs, settings: &str) -> Result<(), CliError> {
     let io = |what: String| move |source| CliError::Io { what, source };
     if args.client_port == 0 {
         return Err(CliError::PortsNeeded(args.members));
@@ -388,7 +442,14 @@ async fn run_local_ensemble(args: LocalArgs) -> Result<(), CliError> {
             .as_ref()
             .map(|d| d.join(format!("member-{id}")));
         let path = config_dir.join(format!("member-{id}.properties"));
-        let config = local_member_config(&args, id, peer_base, admin_port, data_dir.as_deref());
+        let config = local_member_config(
+            &args,
+            settings,
+            id,
+            peer_base,
+            admin_port,
+            data_dir.as_deref(),
+        );
         std::fs::write(&path, config).map_err(io(format!("writing {}", path.display())))?;
         let mut command = tokio::process::Command::new(&exe);
         command
@@ -528,6 +589,7 @@ mod tests {
             data_dir: None,
             admin_port: 0,
             peer_port: None,
+            settings: Vec::new(),
         };
         let err = run_local(args(10, 2181)).await.expect_err("too many");
         assert!(err.to_string().contains("1 to 9 members"), "{err}");
@@ -553,9 +615,20 @@ mod tests {
             data_dir: None,
             admin_port: 0,
             peer_port: None,
+            settings: vec!["tickTime=500".into(), "4lw.commands.whitelist=*".into()],
         };
-        let text = local_member_config(&args, 2, 3181, 9000, Some(Path::new("/d/member-2")));
+        let settings = local_settings(&args.settings).expect("valid settings");
+        let text = local_member_config(
+            &args,
+            &settings,
+            2,
+            3181,
+            9000,
+            Some(Path::new("/d/member-2")),
+        );
         let config = ServerConfig::from_properties(&text).expect("valid");
+        assert_eq!(config.tick_time_ms, 500);
+        assert!(config.allows_four_letter_word("hash"));
         assert_eq!(
             (config.my_id, config.client_port, config.admin_port),
             (2, 2182, 9000)
@@ -564,6 +637,26 @@ mod tests {
         assert_eq!(config.servers.len(), 3);
         assert_eq!(config.advertised_peer_address(), "127.0.0.1:3182");
         assert_eq!(config.servers[&3].client, Some(("127.0.0.1".into(), 2183)));
+    }
+
+    #[test]
+    fn local_settings_are_checked_before_anything_starts() {
+        let refused = |setting: &str| match local_settings(&[setting.to_owned()]) {
+            Err(CliError::Setting { setting: s, reason }) => {
+                assert_eq!(s, setting);
+                reason
+            }
+            other => panic!("{setting}: {other:?}"),
+        };
+        assert!(refused("tickTime").contains("KEY=VALUE"));
+        assert!(refused("tickTime=soon").contains("tickTime"));
+        assert!(refused("tickTme=500").contains("not a setting"));
+        assert!(refused("clientPort=1").contains("sets this itself"));
+        assert!(refused("server.4=127.0.0.1:1").contains("sets this itself"));
+        assert_eq!(
+            local_settings(&["snapCount=10".into()]).expect("valid"),
+            "snapCount=10\n"
+        );
     }
 
     #[tokio::test]
@@ -576,6 +669,7 @@ mod tests {
             data_dir: Some(file.clone()),
             admin_port: 0,
             peer_port: None,
+            settings: Vec::new(),
         })
         .await
         .expect_err("a file is not a directory");

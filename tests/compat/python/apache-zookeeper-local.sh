@@ -8,7 +8,8 @@
 #
 # Only the arguments the suite passes are understood: `--members 1 --client-port 0` runs one
 # standalone server; `--members N --client-port P --peer-port Q` runs a quorum of N servers
-# with client ports P.. and quorum ports Q.. (election ports are any free ones). The first
+# with client ports P.. and quorum ports Q.. (election ports are any free ones); each
+# `--set key=value` is added to every server's zoo.cfg, after the defaults it overrides. The first
 # stdout line is the connection string; SIGTERM/SIGINT stop the servers. Settings mirror
 # ensemble's defaults (tickTime 2000, session timeouts 4000..40000, the same four-letter
 # words).
@@ -16,12 +17,14 @@ set -euo pipefail
 members=1
 port=0
 peer_port=0
+settings=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     local) ;;
     --members) members=$2; shift ;;
     --client-port) port=$2; shift ;;
     --peer-port) peer_port=$2; shift ;;
+    --set) settings+="$2"$'\n'; shift ;;
     *) echo "unsupported argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -66,7 +69,7 @@ clientPort=$client_port
 clientPortAddress=127.0.0.1
 admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,mntr,conf,isro
-$servers
+$settings$servers
 CFG
   main=org.apache.zookeeper.server.ZooKeeperServerMain
   if [[ $members -gt 1 ]]; then

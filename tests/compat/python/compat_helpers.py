@@ -63,16 +63,18 @@ def _free_port_block(n):
                 s.close()
 
 
-def _local_command(binary):
+def _local_command(binary, settings=()):
     """`ensemble local` for the suite's ensemble size (COMPAT_MEMBERS, default 1): one member
-    on any free port, or N members on consecutive free ports, the client connecting to all."""
+    on any free port, or N members on consecutive free ports, the client connecting to all;
+    each of `settings` (zoo.cfg `key=value`) passed with `--set`."""
+    extra = [arg for setting in settings for arg in ("--set", setting)]
     if MEMBERS == 1:
-        return [binary, "local", "--members", "1", "--client-port", "0"]
+        return [binary, "local", "--members", "1", "--client-port", "0"] + extra
     return [
         binary, "local", "--members", str(MEMBERS),
         "--client-port", str(_free_port_block(MEMBERS)),
         "--peer-port", str(_free_port_block(MEMBERS)),
-    ]
+    ] + extra
 
 
 class Server:
@@ -81,9 +83,10 @@ class Server:
     the same file so the process never blocks on a full pipe. `host` and `port` are the first
     member's, for tests that speak to one member (four-letter words, raw sockets)."""
 
-    def __init__(self, binary, log_path):
+    def __init__(self, binary, log_path, settings=()):
         self.binary = binary
         self.log_path = log_path
+        self.settings = list(settings)
         self.proc = None
         self.address = None
 
@@ -94,7 +97,7 @@ class Server:
         env.setdefault("RUST_LOG", "debug,openraft=warn")
         env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
-            _local_command(self.binary),
+            _local_command(self.binary, self.settings),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -2,6 +2,8 @@
 
 - `server`: one `$ENSEMBLE_BIN local --members 1 --client-port 0` per test module.
 - `fresh_server`: one per test, where a test needs a tree nobody else has touched.
+- `every_word_server`: one per test, answering every four-letter word
+  (`--set 4lw.commands.whitelist=*`).
 - `clients`: a factory of started kazoo clients (on `server` unless told otherwise), all
   stopped at the end of the test.
 - `zk`: one started kazoo client on `server`.
@@ -29,9 +31,9 @@ def _binary():
     return binary
 
 
-def _start(tmp_path_factory, name):
+def _start(tmp_path_factory, name, settings=()):
     log_dir = tmp_path_factory.mktemp("server-logs")
-    server = Server(_binary(), str(log_dir / (re.sub(r"[^\w.-]", "_", name) + ".log")))
+    server = Server(_binary(), str(log_dir / (re.sub(r"[^\w.-]", "_", name) + ".log")), settings)
     server.start()
     _active_servers.append(server)
     return server
@@ -48,6 +50,14 @@ def server(request, tmp_path_factory):
 @pytest.fixture
 def fresh_server(request, tmp_path_factory):
     s = _start(tmp_path_factory, request.node.name)
+    yield s
+    _active_servers.remove(s)
+    s.stop()
+
+
+@pytest.fixture
+def every_word_server(request, tmp_path_factory):
+    s = _start(tmp_path_factory, request.node.name, ["4lw.commands.whitelist=*"])
     yield s
     _active_servers.remove(s)
     s.stop()
