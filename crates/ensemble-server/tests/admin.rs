@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ensemble_server::config::{ServerConfig, ServerSpec};
 use ensemble_server::server::{self, Listeners};
+use ensemble_server::tree::{node_digest, Node, StoredStat};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -786,6 +787,96 @@ async fn dump_on_a_follower_lists_every_session_with_its_timeout() {
     // 10 s rounded up to the next 200 ms tick.
     assert_eq!(expiry_sets(sessions, 11), [sid.as_str()], "{dump}");
     assert_eq!(ephemerals, expected_ephemerals);
+
+    drop(client);
+    for member in members {
+        member.stop().await;
+    }
+}
+
+/// The digest of the tree as a client reads it, node by node: what `hash` must show
+/// for a tree nothing changed since.
+async fn digest_as_read(client: &zk::Client) -> i64 {
+    let mut digest = 0i64;
+    let mut paths = vec!["/".to_owned()];
+    while let Some(path) = paths.pop() {
+        let (data, stat) = client.get_data(&path).await.expect("get");
+        let (children, _) = client.get_children(&path).await.expect("children");
+        let node = Node {
+            data: Some(data),
+            acl: Vec::new(),
+            stat: StoredStat {
+                czxid: stat.czxid,
+                mzxid: stat.mzxid,
+                pzxid: stat.pzxid,
+                ctime: stat.ctime,
+                mtime: stat.mtime,
+                version: stat.version,
+                // Clients see creations plus deletions; the stat keeps creations.
+                cversion: (stat.cversion + stat.num_children) / 2,
+                aversion: stat.aversion,
+                ephemeral_owner: stat.ephemeral_owner,
+            },
+            children: Default::default(),
+        };
+        digest = digest.wrapping_add(node_digest(&path, &node));
+        for child in children {
+            paths.push(format!("{}/{child}", path.trim_end_matches('/')));
+        }
+    }
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_shows_the_same_digests_on_every_member() {
+    let members = start_three().await;
+    let client = members[0].client().await;
+    client.create("/h", b"", &OPEN).await.expect("create");
+    // Writes until one lands on a zxid that logs a digest, the second such at least.
+    let last = within(async {
+        for i in 0.. {
+            let (stat, _) = client
+                .create(&format!("/h/n{i}"), b"some data", &OPEN)
+                .await
+                .expect("create");
+            if stat.czxid % 128 == 0 && stat.czxid >= 256 {
+                return stat.czxid;
+            }
+        }
+        unreachable!()
+    })
+    .await;
+    let expected = digest_as_read(&client).await;
+    for member in &members {
+        within(async {
+            while member.applied().await < last as u64 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+    let mut hashes = Vec::new();
+    for member in &members {
+        hashes.push(member.word("hash").await);
+    }
+    let lines: Vec<(i64, i64)> = hashes[0]
+        .lines()
+        .map(|line| {
+            let (zxid, digest) = line.split_once(": ").expect("<zxid>: <digest>");
+            (
+                i64::from_str_radix(zxid, 16).expect("hex zxid"),
+                digest.parse().expect("decimal digest"),
+            )
+        })
+        .collect();
+    assert!(lines.len() >= 2, "{}", hashes[0]);
+    assert!(lines.iter().all(|(zxid, _)| zxid % 128 == 0));
+    assert!(lines
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
+    assert_eq!(lines.last(), Some(&(last, expected)), "{}", hashes[0]);
+    assert_eq!(hashes[1], hashes[0], "member 2 agrees with member 1");
+    assert_eq!(hashes[2], hashes[0], "member 3 agrees with member 1");
 
     drop(client);
     for member in members {

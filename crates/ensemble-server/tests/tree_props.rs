@@ -1,6 +1,6 @@
 //! Property tests of the data tree: applying the same random transactions to two
 //! trees gives identical trees and results, snapshots restore identical trees, and
-//! structural invariants hold after every step, and transactions survive their
+//! structural invariants (the digest among them) hold after every step, and transactions survive their
 //! trip through the binary form the replicated log carries.
 
 use ensemble_server::protocol::{Acl, ErrorCode, Id, Reader, Writer};
@@ -131,6 +131,11 @@ fn check_invariants(tree: &DataTree) -> Result<(), TestCaseError> {
     for path in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
         prop_assert!(tree.node(path).is_some(), "system node {} missing", path);
     }
+    prop_assert_eq!(
+        tree.digest(),
+        tree.whole_digest(),
+        "the digest kept as transactions apply is the digest of every node"
+    );
     Ok(())
 }
 

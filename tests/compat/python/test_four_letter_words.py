@@ -4,8 +4,17 @@ the texts are Apache ZooKeeper 3.8's (ZooKeeper's FourLetterCommands and the com
 org.apache.zookeeper.server.command)."""
 
 import re
+import struct
+import zlib
 
-from compat_helpers import MEMBERS, four_letter_word, member_addresses, sync_members, wait_until
+from compat_helpers import (
+    MEMBERS,
+    four_letter_word,
+    make_client,
+    member_addresses,
+    sync_members,
+    wait_until,
+)
 
 # ZooKeeper's mode: a server alone is standalone; in an ensemble, leader or follower.
 MODES = {"standalone"} if MEMBERS == 1 else {"leader", "follower"}
@@ -110,3 +119,55 @@ def test_word_outside_the_whitelist_is_refused(server):
     # The words that reset statistics or dump sessions are not in the default whitelist either.
     assert four_letter_word(server, "srst") == "srst is not executed because it is not in the whitelist.\n"
     assert four_letter_word(server, "dump") == "dump is not executed because it is not in the whitelist.\n"
+
+
+def digest_as_read(zk):
+    """The tree digest of ZooKeeper 3.6+ (DataTree's, `DigestCalculator` version 2) over the
+    tree as `zk` reads it: the sum of a CRC-32 per node outside /zookeeper/ of its path ("" for
+    the root), its data and its stored stat packed big-endian (czxid, mzxid, pzxid, ctime,
+    mtime as longs; version, cversion, aversion as ints; ephemeralOwner). The stored cversion
+    counts creations; clients see creations plus deletions."""
+    total = 0
+    paths = ["/"]
+    while paths:
+        path = paths.pop()
+        data, stat = zk.get(path)
+        children = zk.get_children(path)
+        if not path.startswith("/zookeeper/"):
+            packed = struct.pack(
+                ">qqqqqiiiq",
+                stat.czxid, stat.mzxid, stat.pzxid, stat.ctime, stat.mtime,
+                stat.version, (stat.cversion + stat.numChildren) // 2, stat.aversion,
+                stat.ephemeralOwner,
+            )
+            total += zlib.crc32(("" if path == "/" else path).encode() + (data or b"") + packed)
+        paths += [path.rstrip("/") + "/" + child for child in children]
+    return total
+
+
+def test_hash_lists_the_tree_digest_every_128_zxids(every_word_server):
+    server = every_word_server
+    zk = make_client(server.address)
+    zk.start(timeout=15)
+    try:
+        zk.create("/h")
+        logged = []
+        # Writes until the second zxid that logs a digest; then nothing changes the tree.
+        while len(logged) < 2:
+            zxid = zk.create("/h/n%d" % len(zk.get_children("/h")), b"data", include_data=True)[1].czxid
+            if zxid % 128 == 0:
+                logged.append(zxid)
+        expected = digest_as_read(zk)
+    finally:
+        zk.stop()
+        zk.close()
+    line = "%x: %d" % (logged[-1], expected)
+    for member in member_addresses(server):
+        wait_until(
+            lambda: line in four_letter_word(server, "hash", member=member).splitlines(),
+            message="member %s:%d to log %r" % (member + (line,)),
+        )
+        lines = four_letter_word(server, "hash", member=member).splitlines()
+        zxids = [int(l.split(": ")[0], 16) for l in lines]
+        assert zxids == sorted(zxids) and all(z % 128 == 0 for z in zxids), lines
+        assert "%x" % logged[0] in [l.split(": ")[0] for l in lines], lines

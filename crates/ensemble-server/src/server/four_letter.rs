@@ -7,11 +7,12 @@
 //! ZooKeeper's refusal text otherwise. Implemented, byte for byte in Apache
 //! ZooKeeper 3.9's formats (its `server/command/*Command.java` are the
 //! specification): `ruok`, `srvr`, `stat`, `mntr`, `conf`, `envi`, `isro`, `wchs`,
-//! `cons`, `dirs`, `dump`, `wchc`, `wchp`, `crst`, `srst`. The mode is `standalone`
+//! `cons`, `dirs`, `dump`, `wchc`, `wchp`, `crst`, `srst`, `hash`. The mode is `standalone`
 //! for a member that is the whole ensemble, else `leader`, `follower` or `observer`
 //! (a learner), as in ZooKeeper; `mntr` adds the Raft view (term, commit and applied
-//! index, membership). The other known words (`gtmk`, `stmk`, `hash`) say they are
-//! not implemented.
+//! index, membership). The other known words, `gtmk` and `stmk`, get and set the
+//! mask of ZooKeeper's trace logging, which this server does not have; they say
+//! they are not implemented.
 //!
 //! - `dump`: the session tracker (a leader's or standalone member's: its sessions
 //!   grouped by expiry time, rounded up to the next tick as ZooKeeper's
@@ -25,8 +26,10 @@
 //!   one).
 //! - `crst` and `srst`: reset the connections' and the server's statistics (see
 //!   [`super::stats`]).
+//! - `hash`: the tree digests logged (see [`super::state`]), oldest first, one
+//!   `<zxid in hex>: <digest>` line each.
 //!
-//! A member that knows no leader (mode `looking`) answers these five with
+//! A member that knows no leader (mode `looking`) answers these six with
 //! ZooKeeper's "not currently serving" line and changes nothing, as ZooKeeper's
 //! `isZKServerRunning` check does. ZooKeeper prints its hash maps in hash order;
 //! we print sessions, paths and connections sorted.
@@ -126,6 +129,7 @@ pub(crate) fn answer(word: &str, shared: &Shared) -> String {
         "wchp" => watches(shared, true),
         "crst" => reset_connections(shared),
         "srst" => reset_server(shared),
+        "hash" => digests(shared),
         other => format!("{other} is not implemented by this server.\n"),
     }
 }
@@ -365,6 +369,18 @@ fn reset_server(shared: &Shared) -> String {
     }
     shared.stats.reset();
     "Server stats reset.\n".to_owned()
+}
+
+/// `hash` (`DigestCommand`).
+fn digests(shared: &Shared) -> String {
+    if serving_mode(shared).is_none() {
+        return NOT_SERVING.to_owned();
+    }
+    let mut out = String::new();
+    for (zxid, digest) in lock(&shared.state).digest_log() {
+        let _ = writeln!(out, "{zxid:x}: {digest}");
+    }
+    out
 }
 
 /// `srvr` and `stat` (`StatCommand`, `ServerStats.toString`); `stat` also lists clients.

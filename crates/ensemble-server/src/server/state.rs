@@ -24,6 +24,10 @@
 //!   stale, or a generation change while a connection waits for a write, closes
 //!   that connection: its client sees ConnectionLoss, reconnects and keeps its
 //!   session, and no later write of it can overtake a lost earlier one.
+//! - The tree's digest is logged every [`DIGEST_LOG_INTERVAL`] zxids, the last
+//!   [`DIGEST_LOG_LIMIT`] kept ([`State::digest_log`], the `hash` word), as
+//!   ZooKeeper's `DataTree` does: members that applied the same log show the same
+//!   digest at the same zxid.
 //! - Sessions: their creation and closing are log entries, so every member knows
 //!   every session; only the leader expires them, from the liveness the members
 //!   report ([`State::alive_sessions`], [`State::touch_sessions`]).
@@ -82,6 +86,12 @@ pub(crate) enum Slot {
     Ready(Ready),
     Deferred(Deferred),
 }
+
+/// The tree's digest is logged at every zxid divisible by this
+/// (`DataTree.DIGEST_LOG_INTERVAL`).
+pub(crate) const DIGEST_LOG_INTERVAL: i64 = 128;
+/// Digests logged and kept (`DataTree.DIGEST_LOG_LIMIT`).
+pub(crate) const DIGEST_LOG_LIMIT: usize = 1024;
 
 /// A write this member proposed, waiting to be applied.
 struct Pending {
@@ -150,6 +160,8 @@ pub(crate) struct State {
     started: Instant,
     /// A snapshot under way that a restore completed early, for its writer.
     snapshot_taken: Option<Vec<u8>>,
+    /// (zxid, the tree's digest after it), oldest first; see the module contract.
+    digest_log: VecDeque<(i64, i64)>,
 }
 
 /// Wall-clock milliseconds, for ctime/mtime and session id seeding.
@@ -191,6 +203,7 @@ impl State {
             touched: std::collections::HashSet::new(),
             started: Instant::now(),
             snapshot_taken: None,
+            digest_log: VecDeque::new(),
         }
     }
 
@@ -309,6 +322,7 @@ impl State {
         let zxid = i64::try_from(index).unwrap_or(i64::MAX);
         let Some(bytes) = command else {
             self.tree.advance(zxid);
+            self.log_digest(zxid);
             self.release_waiting();
             return;
         };
@@ -318,6 +332,7 @@ impl State {
                 // Every member decodes the same bytes, so every member skips it.
                 tracing::error!(index, error = %e, "undecodable command in the log; skipped");
                 self.tree.advance(zxid);
+                self.log_digest(zxid);
                 self.release_waiting();
                 return;
             }
@@ -325,6 +340,7 @@ impl State {
         let result = self
             .tree
             .apply(zxid, command.time_ms, &command.origin, &command.txn);
+        self.log_digest(zxid);
         for event in &result.events {
             for notification in self.watches.trigger(event) {
                 self.notify(notification, zxid);
@@ -343,6 +359,20 @@ impl State {
         }
         self.after_apply(&txn, &outcome);
         self.release_waiting();
+    }
+
+    fn log_digest(&mut self, zxid: i64) {
+        if zxid % DIGEST_LOG_INTERVAL == 0 {
+            if self.digest_log.len() == DIGEST_LOG_LIMIT {
+                self.digest_log.pop_front();
+            }
+            self.digest_log.push_back((zxid, self.tree.digest()));
+        }
+    }
+
+    /// The digests logged, oldest first: (zxid, digest).
+    pub fn digest_log(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.digest_log.iter().copied()
     }
 
     /// Keeps the session table in step with the replicated sessions.

@@ -17,6 +17,11 @@
 //!   `/zookeeper/config` (read-only ACL, aversion -1), as ZooKeeper's does.
 //! - Reads (`node`, `stat`, `children`, ...) never change anything; ACL checks for
 //!   reads are the caller's, with [`acl::allows`].
+//! - [`DataTree::digest`] is ZooKeeper's tree digest (3.6+, digest version 2): the
+//!   wrapping sum over the nodes outside `/zookeeper/` of a CRC-32 of the node's
+//!   path (`/` as the empty string), data and stored stat ([`node_digest`]). It is
+//!   kept up to date as transactions apply, so members that applied the same log
+//!   have equal digests, and a member whose tree diverged almost surely has not.
 
 pub mod acl;
 pub mod path;
@@ -161,6 +166,11 @@ pub struct DataTree {
     /// The ensemble's secret for session passwords, once set ([`Txn::SetSecret`]).
     secret: Option<Vec<u8>>,
     last_zxid: i64,
+    /// See the module contract.
+    digest: i64,
+    /// The nodes an `apply` under way changed; their digests were taken out of
+    /// `digest` before the first change and go back in when it ends.
+    changing: BTreeSet<String>,
     journal: Option<Journal>,
     /// A snapshot being taken a few nodes at a time ([`snapshot`]).
     capture: Option<Box<snapshot::Capture>>,
@@ -179,6 +189,43 @@ fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
     }
     let next = current.wrapping_add(1);
     Ok(if next == -1 { 0 } else { next })
+}
+
+/// Paths whose nodes the digest leaves out (`ZooDefs.ZOOKEEPER_NODE_SUBTREE`).
+const UNDIGESTED: &str = "/zookeeper/";
+
+/// One node's share of the tree's digest, as ZooKeeper's `DigestCalculator`
+/// computes it: CRC-32 of the path, the data, then the stored stat's czxid, mzxid,
+/// pzxid, ctime, mtime, version, cversion, aversion and ephemeral owner, big-endian.
+pub fn node_digest(path: &str, node: &Node) -> i64 {
+    if path.starts_with(UNDIGESTED) {
+        return 0;
+    }
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(if path == "/" { b"" } else { path.as_bytes() });
+    if let Some(data) = &node.data {
+        crc.update(data);
+    }
+    let s = &node.stat;
+    let mut stat = [0u8; 60];
+    let fields: [&[u8]; 9] = [
+        &s.czxid.to_be_bytes(),
+        &s.mzxid.to_be_bytes(),
+        &s.pzxid.to_be_bytes(),
+        &s.ctime.to_be_bytes(),
+        &s.mtime.to_be_bytes(),
+        &s.version.to_be_bytes(),
+        &s.cversion.to_be_bytes(),
+        &s.aversion.to_be_bytes(),
+        &s.ephemeral_owner.to_be_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        stat[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    crc.update(&stat);
+    i64::from(crc.finalize())
 }
 
 /// Parent of `path` as ZooKeeper computes it (`substring(0, lastIndexOf('/'))`,
@@ -208,7 +255,7 @@ impl DataTree {
             ),
             (CONFIG_NODE.to_owned(), config),
         ]);
-        Self {
+        let mut tree = Self {
             options,
             nodes,
             ephemerals: BTreeMap::new(),
@@ -217,9 +264,13 @@ impl DataTree {
             sessions: BTreeMap::new(),
             secret: None,
             last_zxid: 0,
+            digest: 0,
+            changing: BTreeSet::new(),
             journal: None,
             capture: None,
-        }
+        };
+        tree.digest = tree.whole_digest();
+        tree
     }
 
     pub fn options(&self) -> TreeOptions {
@@ -230,6 +281,18 @@ impl DataTree {
 
     pub fn last_zxid(&self) -> i64 {
         self.last_zxid
+    }
+
+    /// The tree's digest; see the module contract.
+    pub fn digest(&self) -> i64 {
+        self.digest
+    }
+
+    /// The digest computed afresh from every node.
+    pub fn whole_digest(&self) -> i64 {
+        self.nodes.iter().fold(0i64, |sum, (path, node)| {
+            sum.wrapping_add(node_digest(path, node))
+        })
     }
 
     /// Moves the last zxid to `zxid` for a log entry that carries no transaction
@@ -348,6 +411,11 @@ impl DataTree {
                 Err(code) => Outcome::Failed(code),
             },
         };
+        for path in std::mem::take(&mut self.changing) {
+            if let Some(node) = self.nodes.get(&path) {
+                self.digest = self.digest.wrapping_add(node_digest(&path, node));
+            }
+        }
         self.last_zxid = zxid;
         TxnResult { outcome, events }
     }
@@ -658,9 +726,16 @@ impl DataTree {
         events.push(WatchEvent::new(EventType::NodeChildrenChanged, parent_path));
     }
 
-    /// Called before every change to the node at `path`: saves its prior version
-    /// when a multi is in progress, and sets it aside for a snapshot under way.
+    /// Called before every change to the node at `path`: takes its share out of the
+    /// digest until `apply` ends, saves its prior version when a multi is in
+    /// progress, and sets it aside for a snapshot under way.
     fn touch(&mut self, path: &str) {
+        if !self.changing.contains(path) {
+            if let Some(node) = self.nodes.get(path) {
+                self.digest = self.digest.wrapping_sub(node_digest(path, node));
+            }
+            self.changing.insert(path.to_owned());
+        }
         if let Some(capture) = &mut self.capture {
             capture.keep(path, self.nodes.get(path));
         }
@@ -675,6 +750,12 @@ impl DataTree {
 
     fn insert_node(&mut self, path: String, node: Node) {
         self.touch(&path);
+        self.insert_untouched(path, node);
+    }
+
+    /// Inserts without [`DataTree::touch`]: for a tree being built (restore), whose
+    /// digest is computed once it is whole.
+    fn insert_untouched(&mut self, path: String, node: Node) {
         self.index(&path, &node);
         self.nodes.insert(path, node);
     }

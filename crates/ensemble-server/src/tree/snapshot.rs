@@ -311,10 +311,11 @@ pub fn restore(bytes: &[u8], options: TreeOptions) -> Result<DataTree, SnapshotE
                 .ok_or_else(|| SnapshotError::Orphan(path.clone()))?;
             parent.children.insert(name.to_owned());
         }
-        tree.insert_node(path, node);
+        tree.insert_untouched(path, node);
     }
     if !tree.nodes.contains_key("/") {
         return Err(SnapshotError::MissingRoot);
     }
+    tree.digest = tree.whole_digest();
     Ok(tree)
 }

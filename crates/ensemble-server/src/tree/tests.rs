@@ -565,3 +565,76 @@ fn snapshot_round_trip_and_errors() {
         assert!(snapshot::restore(&bytes[..cut], TreeOptions::default()).is_err());
     }
 }
+
+/// Expected values computed apart from this code: CRC-32 (zlib's) of the path, the
+/// data and the stat fields packed big-endian, as ZooKeeper's `DigestCalculator`.
+#[test]
+fn node_digests_follow_zookeepers_layout() {
+    assert_eq!(DataTree::default().digest(), 1_371_985_504);
+    let node = Node {
+        data: Some(b"x".to_vec()),
+        acl: Acl::open_unsafe(),
+        stat: StoredStat {
+            czxid: 5,
+            mzxid: 7,
+            pzxid: 6,
+            ctime: 1000,
+            mtime: 2000,
+            version: 2,
+            cversion: 1,
+            aversion: 3,
+            ephemeral_owner: S1,
+        },
+        children: BTreeSet::new(),
+    };
+    assert_eq!(node_digest("/a", &node), 3_893_171_619);
+    // The ACL and the children are not part of it; nothing under /zookeeper/ is.
+    let mut other = node.clone();
+    other.acl = Acl::read_unsafe();
+    other.children.insert("c".into());
+    assert_eq!(node_digest("/a", &other), 3_893_171_619);
+    assert_eq!(node_digest("/zookeeper/config", &node), 0);
+    assert_ne!(node_digest("/zookeeper", &node), 0);
+}
+
+#[test]
+fn the_digest_follows_every_change_and_only_changes() {
+    let mut h = Harness::new();
+    let mut seen = vec![h.tree.digest()];
+    let mut changed = |h: &Harness| {
+        let digest = h.tree.digest();
+        assert_eq!(digest, h.tree.whole_digest());
+        assert!(
+            !seen.contains(&digest),
+            "a change left the digest as it was"
+        );
+        seen.push(digest);
+    };
+    h.s1(create("/a", 0));
+    changed(&h);
+    h.s1(Txn::SetData {
+        path: "/a".into(),
+        data: Some(b"x".to_vec()),
+        version: -1,
+    });
+    changed(&h);
+    h.s1(create("/a/e", 1));
+    changed(&h);
+    h.s1(Txn::SetAcl {
+        path: "/a".into(),
+        acl: Acl::read_unsafe(),
+        version: -1,
+    });
+    changed(&h);
+    // A failed transaction and a failed multi change nothing.
+    let before = h.tree.digest();
+    assert_ne!(h.s1(create("/a", 0)).outcome.code(), ErrorCode::Ok);
+    let multi = Txn::Multi(vec![create("/b", 0), create("/a", 0)]);
+    assert!(matches!(h.s1(multi).outcome, Outcome::MultiFailed(_)));
+    assert_eq!(h.tree.digest(), before);
+    // Closing the session deletes its ephemeral, which changes its parent too.
+    h.run(&Origin::system(), Txn::CloseSession { session_id: S1 });
+    changed(&h);
+    let restored = snapshot::restore(&snapshot::snapshot(&h.tree), h.tree.options()).unwrap();
+    assert_eq!(restored.digest(), h.tree.digest());
+}
