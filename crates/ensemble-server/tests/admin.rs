@@ -138,6 +138,11 @@ fn metric_value(text: &str, series: &str) -> f64 {
 /// Three members founding one ensemble, every word allowed; each ready (it knows
 /// the leader and has caught up) when this returns.
 async fn start_three() -> Vec<TestServer> {
+    start_three_with(|_, _| {}).await
+}
+
+/// [`start_three`], each member's configuration changed by `change` (given its id).
+async fn start_three_with(change: impl Fn(u64, &mut ServerConfig)) -> Vec<TestServer> {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         let peer = TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
@@ -156,7 +161,7 @@ async fn start_three() -> Vec<TestServer> {
         .collect();
     let mut members = Vec::new();
     for (id, (peer, client, admin)) in (1u64..).zip(listeners) {
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             my_id: id,
             servers: servers.clone(),
             tick_time_ms: 200,
@@ -164,6 +169,7 @@ async fn start_three() -> Vec<TestServer> {
             max_session_timeout_ms: 20_000,
             ..all_words()
         };
+        change(id, &mut config);
         let client_addr = client.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
@@ -877,7 +883,68 @@ async fn hash_shows_the_same_digests_on_every_member() {
     assert_eq!(lines.last(), Some(&(last, expected)), "{}", hashes[0]);
     assert_eq!(hashes[1], hashes[0], "member 2 agrees with member 1");
     assert_eq!(hashes[2], hashes[0], "member 3 agrees with member 1");
+    // The members report their digests to the leader every tick (200 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for member in &members {
+        assert_eq!(mismatches(member).await, 0);
+    }
 
+    drop(client);
+    for member in members {
+        member.stop().await;
+    }
+}
+
+/// `digest_mismatches_count` from the member's `mntr`.
+async fn mismatches(member: &TestServer) -> u64 {
+    let mntr = member.word("mntr").await;
+    mntr.lines()
+        .find_map(|l| l.strip_prefix("zk_digest_mismatches_count\t"))
+        .unwrap_or_else(|| panic!("no digest_mismatches_count in:\n{mntr}"))
+        .parse()
+        .expect("a count")
+}
+
+/// Writes through `client` until one write lands on a zxid that logs a digest.
+async fn write_to_a_logged_digest(client: &zk::Client, prefix: &str) {
+    within(async {
+        for i in 0.. {
+            let (stat, _) = client
+                .create(&format!("{prefix}{i}"), b"", &OPEN)
+                .await
+                .expect("create");
+            if stat.czxid % 128 == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// TTL nodes allowed on member 3 alone (a setting every member must share): a TTL
+/// node created there exists on it only, and the leader finds its digest differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_counts_a_member_whose_tree_diverged() {
+    let members = start_three_with(|id, config| config.extended_types_enabled = id == 3).await;
+    let client = members[2].client().await;
+    client
+        .create("/ttl", b"", &OPEN.with_ttl(Duration::from_secs(600)))
+        .await
+        .expect("member 3 creates it");
+    write_to_a_logged_digest(&client, "/n").await;
+    let mut leader = None;
+    for member in &members {
+        if member.status().await["role"] == "leader" {
+            leader = Some(member);
+        }
+    }
+    let leader = leader.expect("a leader");
+    within(async {
+        while mismatches(leader).await == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     drop(client);
     for member in members {
         member.stop().await;

@@ -470,7 +470,7 @@ fn dump_connection(out: &mut String, info: &ConnectionInfo, brief: bool) {
 /// admin guide, and leave out the leader-only and JVM-only ones.
 fn monitor(shared: &Shared) -> String {
     let summary = shared.stats.summary();
-    let (nodes, watches, ephemerals, data_size, sessions) = {
+    let (nodes, watches, ephemerals, data_size, sessions, digest_mismatches) = {
         let state = lock(&shared.state);
         // ZooKeeper's approximate data size: every path's length plus its data's.
         let data_size: usize = state
@@ -484,6 +484,7 @@ fn monitor(shared: &Shared) -> String {
             state.tree.ephemeral_count(),
             data_size,
             state.sessions.len(),
+            state.digest_mismatches,
         )
     };
     let status = consensus_status(shared);
@@ -513,6 +514,7 @@ fn monitor(shared: &Shared) -> String {
     lines.push(("uptime", summary.uptime.as_millis().to_string()));
     lines.push(("global_sessions", sessions.to_string()));
     lines.push(("local_sessions", "0".to_owned()));
+    lines.push(("digest_mismatches_count", digest_mismatches.to_string()));
     if let Some(status) = &status {
         let voters = status.membership.voters.len();
         lines.push(("server_id", status.id.to_string()));

@@ -589,7 +589,10 @@ async fn serve(
         if status.role != Role::Leader && status.leader.is_some() {
             let alive = state.alive_sessions();
             if !alive.is_empty() {
-                ticking.send_to_leader(replica::encode_alive(&alive));
+                ticking.send_to_leader(replica::LeaderMessage::Alive(alive).encode());
+            }
+            if let Some((zxid, digest)) = state.digest_to_report() {
+                ticking.send_to_leader(replica::LeaderMessage::Digest { zxid, digest }.encode());
             }
         }
     });

@@ -68,20 +68,46 @@ impl Command {
     }
 }
 
-/// Encodes the session ids a member reports alive to the leader.
-pub(crate) fn encode_alive(ids: &[i64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ids.len() * 8);
-    for id in ids {
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    out
+/// What a member tells the leader ([`Consensus::send_to_leader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeaderMessage {
+    /// Sessions with a sign of life on the member.
+    Alive(Vec<i64>),
+    /// The member's newest logged tree digest, for the leader to compare with its own.
+    Digest { zxid: i64, digest: i64 },
 }
 
-fn decode_alive(bytes: &[u8]) -> Vec<i64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| i64::from_be_bytes(c.try_into().unwrap_or_default()))
-        .collect()
+/// Marks a [`LeaderMessage::Digest`], whose 17 bytes no list of session ids (8 bytes
+/// each, as members of earlier releases send them unmarked) can be.
+const DIGEST_MARK: u8 = 0xd1;
+
+impl LeaderMessage {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self {
+            LeaderMessage::Alive(ids) => ids.iter().flat_map(|id| id.to_be_bytes()).collect(),
+            LeaderMessage::Digest { zxid, digest } => {
+                let mut out = vec![DIGEST_MARK];
+                out.extend_from_slice(&zxid.to_be_bytes());
+                out.extend_from_slice(&digest.to_be_bytes());
+                out
+            }
+        }
+    }
+
+    /// The message in `bytes`; `None` if they are neither form.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let number = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or_default());
+        match bytes {
+            [DIGEST_MARK, rest @ ..] if rest.len() == 16 => Some(LeaderMessage::Digest {
+                zxid: number(&rest[..8]),
+                digest: number(&rest[8..]),
+            }),
+            _ if bytes.len().is_multiple_of(8) => Some(LeaderMessage::Alive(
+                bytes.chunks_exact(8).map(number).collect(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Nodes a snapshot writes per hold of the state's lock: about a millisecond's work.
@@ -155,8 +181,19 @@ impl StateMachine for Machine {
         Ok(())
     }
 
-    fn leader_message(&self, _from: MemberId, message: &[u8]) {
-        lock(&self.shared.state).touch_sessions(&decode_alive(message));
+    fn leader_message(&self, from: MemberId, message: &[u8]) {
+        let mut state = lock(&self.shared.state);
+        match LeaderMessage::decode(message) {
+            Some(LeaderMessage::Alive(ids)) => state.touch_sessions(&ids),
+            Some(LeaderMessage::Digest { zxid, digest }) => {
+                state.compare_digest(from, zxid, digest)
+            }
+            None => tracing::warn!(
+                from,
+                len = message.len(),
+                "unreadable message from a member"
+            ),
+        }
     }
 }
 
@@ -188,9 +225,40 @@ mod tests {
     }
 
     #[test]
-    fn alive_reports_round_trip() {
-        let ids = [1, -5, i64::MAX];
-        assert_eq!(decode_alive(&encode_alive(&ids)), ids);
+    fn leader_messages_round_trip_and_read_as_earlier_releases_wrote_them() {
+        for message in [
+            LeaderMessage::Alive(vec![1, -5, i64::MAX]),
+            LeaderMessage::Alive(vec![DIGEST_MARK as i64, 2]),
+            LeaderMessage::Alive(Vec::new()),
+            LeaderMessage::Digest {
+                zxid: 0x180,
+                digest: -1,
+            },
+        ] {
+            assert_eq!(LeaderMessage::decode(&message.encode()), Some(message));
+        }
+        // Earlier releases sent the session ids alone, 8 bytes each, big-endian.
+        let earlier: Vec<u8> = [7i64, 9].iter().flat_map(|id| id.to_be_bytes()).collect();
+        assert_eq!(
+            LeaderMessage::decode(&earlier),
+            Some(LeaderMessage::Alive(vec![7, 9]))
+        );
+        assert_eq!(LeaderMessage::decode(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn the_leader_counts_a_digest_that_differs_from_its_own() {
+        let mut state = State::new(&crate::config::ServerConfig::default(), DataTree::default());
+        state.apply_entry(128, None);
+        let (zxid, ours) = state.digest_log().last().expect("logged at 128");
+        assert_eq!(state.digest_to_report(), Some((zxid, ours)));
+        assert_eq!(state.digest_to_report(), None, "reported once");
+        state.compare_digest(2, zxid, ours);
+        // A zxid the leader has not logged is not compared.
+        state.compare_digest(2, zxid + 128, ours + 1);
+        assert_eq!(state.digest_mismatches, 0);
+        state.compare_digest(2, zxid, ours + 1);
+        assert_eq!(state.digest_mismatches, 1);
     }
 
     fn machine() -> Machine {

@@ -27,7 +27,11 @@
 //! - The tree's digest is logged every [`DIGEST_LOG_INTERVAL`] zxids, the last
 //!   [`DIGEST_LOG_LIMIT`] kept ([`State::digest_log`], the `hash` word), as
 //!   ZooKeeper's `DataTree` does: members that applied the same log show the same
-//!   digest at the same zxid.
+//!   digest at the same zxid. Each session tick a member that is not the leader
+//!   reports its newest logged digest, if new, to the leader, which compares it with
+//!   its own at that zxid ([`State::compare_digest`]): a difference means that
+//!   member's tree diverged; it is logged as an error and counted
+//!   (`digest_mismatches_count` in `mntr`, as in ZooKeeper).
 //! - Sessions: their creation and closing are log entries, so every member knows
 //!   every session; only the leader expires them, from the liveness the members
 //!   report ([`State::alive_sessions`], [`State::touch_sessions`]).
@@ -162,6 +166,10 @@ pub(crate) struct State {
     snapshot_taken: Option<Vec<u8>>,
     /// (zxid, the tree's digest after it), oldest first; see the module contract.
     digest_log: VecDeque<(i64, i64)>,
+    /// The zxid of the last digest reported to the leader.
+    digest_reported: i64,
+    /// Members' digests found to differ from this member's, as leader.
+    pub digest_mismatches: u64,
 }
 
 /// Wall-clock milliseconds, for ctime/mtime and session id seeding.
@@ -204,6 +212,8 @@ impl State {
             started: Instant::now(),
             snapshot_taken: None,
             digest_log: VecDeque::new(),
+            digest_reported: 0,
+            digest_mismatches: 0,
         }
     }
 
@@ -373,6 +383,34 @@ impl State {
     /// The digests logged, oldest first: (zxid, digest).
     pub fn digest_log(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.digest_log.iter().copied()
+    }
+
+    /// The newest digest logged, if it was not reported yet; it counts as reported.
+    pub fn digest_to_report(&mut self) -> Option<(i64, i64)> {
+        let newest = self.digest_log.back().copied()?;
+        (newest.0 > self.digest_reported).then(|| {
+            self.digest_reported = newest.0;
+            newest
+        })
+    }
+
+    /// Compares the digest member `from` logged at `zxid` with this member's; see
+    /// the module contract. A zxid this member has not logged (not applied yet, or
+    /// logged too long ago) is not compared.
+    pub fn compare_digest(&mut self, from: u64, zxid: i64, digest: i64) {
+        let Some(&(_, ours)) = self.digest_log.iter().find(|(z, _)| *z == zxid) else {
+            return;
+        };
+        if ours != digest {
+            self.digest_mismatches += 1;
+            tracing::error!(
+                member = from,
+                zxid = format!("{zxid:#x}"),
+                ours,
+                theirs = digest,
+                "the member's tree digest differs from this member's: its tree has diverged"
+            );
+        }
     }
 
     /// Keeps the session table in step with the replicated sessions.
