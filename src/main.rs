@@ -7,6 +7,11 @@ use ensemble::telemetry::{self, LogFormat};
 use ensemble_server::bench::BenchArgs;
 use ensemble_server::cli::{LocalArgs, ServerArgs};
 
+/// mimalloc: under 8 × 8 writes it took a member's CPU per write from 60 to 51 µs (see the
+/// README's "Measured").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ensemble",
