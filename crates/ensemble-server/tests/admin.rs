@@ -838,20 +838,9 @@ async fn hash_shows_the_same_digests_on_every_member() {
     let members = start_three().await;
     let client = members[0].client().await;
     client.create("/h", b"", &OPEN).await.expect("create");
-    // Writes until one lands on a zxid that logs a digest, the second such at least.
-    let last = within(async {
-        for i in 0.. {
-            let (stat, _) = client
-                .create(&format!("/h/n{i}"), b"some data", &OPEN)
-                .await
-                .expect("create");
-            if stat.czxid % 128 == 0 && stat.czxid >= 256 {
-                return stat.czxid;
-            }
-        }
-        unreachable!()
-    })
-    .await;
+    // Two zxids that log a digest, the tree unchanged since the second.
+    write_to_a_logged_digest(&client, "/h/a").await;
+    let last = write_to_a_logged_digest(&client, "/h/b").await;
     let expected = digest_as_read(&client).await;
     for member in &members {
         within(async {
@@ -905,20 +894,22 @@ async fn mismatches(member: &TestServer) -> u64 {
         .expect("a count")
 }
 
-/// Writes through `client` until one write lands on a zxid that logs a digest.
-async fn write_to_a_logged_digest(client: &zk::Client, prefix: &str) {
+/// Writes through `client` until one write lands on a zxid that logs a digest;
+/// returns that zxid.
+async fn write_to_a_logged_digest(client: &zk::Client, prefix: &str) -> i64 {
     within(async {
         for i in 0.. {
             let (stat, _) = client
-                .create(&format!("{prefix}{i}"), b"", &OPEN)
+                .create(&format!("{prefix}{i}"), b"some data", &OPEN)
                 .await
                 .expect("create");
             if stat.czxid % 128 == 0 {
-                return;
+                return stat.czxid;
             }
         }
+        unreachable!("the loop returns")
     })
-    .await;
+    .await
 }
 
 /// TTL nodes allowed on member 3 alone (a setting every member must share): a TTL
