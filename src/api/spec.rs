@@ -216,7 +216,7 @@ pub struct ServerSettings {
 
     /// Four-letter words answered on the client port (ZooKeeper's `4lw.commands.whitelist`).
     #[serde(default = "default_four_letter_words")]
-    #[schemars(length(max = 15))]
+    #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub four_letter_words: Vec<FourLetterWord>,
 
@@ -300,6 +300,7 @@ pub enum FourLetterWord {
     Wchp,
     Crst,
     Srst,
+    Hash,
 }
 
 impl FourLetterWord {
@@ -320,6 +321,7 @@ impl FourLetterWord {
             Self::Wchp => "wchp",
             Self::Crst => "crst",
             Self::Srst => "srst",
+            Self::Hash => "hash",
         }
     }
 }
