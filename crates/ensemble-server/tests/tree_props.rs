@@ -1,6 +1,6 @@
 //! Property tests of the data tree: applying the same random transactions to two
 //! trees gives identical trees and results, snapshots restore identical trees, and
-//! structural invariants (the digest among them) hold after every step, and transactions survive their
+//! structural invariants (the digest and data size among them) hold after every step, and transactions survive their
 //! trip through the binary form the replicated log carries.
 
 use ensemble_server::protocol::{Acl, ErrorCode, Id, Reader, Writer};
@@ -132,9 +132,9 @@ fn check_invariants(tree: &DataTree) -> Result<(), TestCaseError> {
         prop_assert!(tree.node(path).is_some(), "system node {} missing", path);
     }
     prop_assert_eq!(
-        tree.digest(),
-        tree.whole_digest(),
-        "the digest kept as transactions apply is the digest of every node"
+        tree.sums(),
+        tree.whole_sums(),
+        "the digest and data size kept as transactions apply are those of every node"
     );
     Ok(())
 }

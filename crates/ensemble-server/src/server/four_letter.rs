@@ -472,17 +472,11 @@ fn monitor(shared: &Shared) -> String {
     let summary = shared.stats.summary();
     let (nodes, watches, ephemerals, data_size, sessions, digest_mismatches) = {
         let state = lock(&shared.state);
-        // ZooKeeper's approximate data size: every path's length plus its data's.
-        let data_size: usize = state
-            .tree
-            .nodes()
-            .map(|(path, node)| path.len() + node.data.as_ref().map_or(0, Vec::len))
-            .sum();
         (
             state.tree.node_count(),
             state.watches.len(),
             state.tree.ephemeral_count(),
-            data_size,
+            state.tree.approximate_data_size(),
             state.sessions.len(),
             state.digest_mismatches,
         )

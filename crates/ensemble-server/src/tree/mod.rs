@@ -22,6 +22,8 @@
 //!   path (`/` as the empty string), data and stored stat ([`node_digest`]). It is
 //!   kept up to date as transactions apply, so members that applied the same log
 //!   have equal digests, and a member whose tree diverged almost surely has not.
+//!   So is ZooKeeper's approximate data size (every path's length plus its data's),
+//!   so that `mntr` never walks the tree. Both are [`Sums`] over the nodes.
 
 pub mod acl;
 pub mod path;
@@ -167,9 +169,9 @@ pub struct DataTree {
     secret: Option<Vec<u8>>,
     last_zxid: i64,
     /// See the module contract.
-    digest: i64,
-    /// The nodes an `apply` under way changed; their digests were taken out of
-    /// `digest` before the first change and go back in when it ends.
+    sums: Sums,
+    /// The nodes an `apply` under way changed; their shares were taken out of
+    /// `sums` before the first change and go back in when it ends.
     changing: BTreeSet<String>,
     journal: Option<Journal>,
     /// A snapshot being taken a few nodes at a time ([`snapshot`]).
@@ -228,6 +230,36 @@ pub fn node_digest(path: &str, node: &Node) -> i64 {
     i64::from(crc.finalize())
 }
 
+/// What the tree keeps summed over its nodes as transactions apply; see the module
+/// contract.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sums {
+    /// ZooKeeper's tree digest.
+    pub digest: i64,
+    /// ZooKeeper's approximate data size: every path's length plus its data's.
+    pub data_size: u64,
+}
+
+impl Sums {
+    /// One node's share.
+    fn of(path: &str, node: &Node) -> Self {
+        Sums {
+            digest: node_digest(path, node),
+            data_size: (path.len() + node.data.as_ref().map_or(0, Vec::len)) as u64,
+        }
+    }
+
+    fn add(&mut self, share: Sums) {
+        self.digest = self.digest.wrapping_add(share.digest);
+        self.data_size = self.data_size.wrapping_add(share.data_size);
+    }
+
+    fn remove(&mut self, share: Sums) {
+        self.digest = self.digest.wrapping_sub(share.digest);
+        self.data_size = self.data_size.wrapping_sub(share.data_size);
+    }
+}
+
 /// Parent of `path` as ZooKeeper computes it (`substring(0, lastIndexOf('/'))`,
 /// with "" meaning the root), for creates.
 fn create_parent(path: &str) -> Option<&str> {
@@ -264,12 +296,12 @@ impl DataTree {
             sessions: BTreeMap::new(),
             secret: None,
             last_zxid: 0,
-            digest: 0,
+            sums: Sums::default(),
             changing: BTreeSet::new(),
             journal: None,
             capture: None,
         };
-        tree.digest = tree.whole_digest();
+        tree.sums = tree.whole_sums();
         tree
     }
 
@@ -285,14 +317,26 @@ impl DataTree {
 
     /// The tree's digest; see the module contract.
     pub fn digest(&self) -> i64 {
-        self.digest
+        self.sums.digest
     }
 
-    /// The digest computed afresh from every node.
-    pub fn whole_digest(&self) -> i64 {
-        self.nodes.iter().fold(0i64, |sum, (path, node)| {
-            sum.wrapping_add(node_digest(path, node))
-        })
+    /// ZooKeeper's approximate data size: every path's length plus its data's.
+    pub fn approximate_data_size(&self) -> u64 {
+        self.sums.data_size
+    }
+
+    /// The sums as kept while transactions apply.
+    pub fn sums(&self) -> Sums {
+        self.sums
+    }
+
+    /// The sums computed afresh from every node.
+    pub fn whole_sums(&self) -> Sums {
+        let mut sums = Sums::default();
+        for (path, node) in &self.nodes {
+            sums.add(Sums::of(path, node));
+        }
+        sums
     }
 
     /// Moves the last zxid to `zxid` for a log entry that carries no transaction
@@ -413,7 +457,7 @@ impl DataTree {
         };
         for path in std::mem::take(&mut self.changing) {
             if let Some(node) = self.nodes.get(&path) {
-                self.digest = self.digest.wrapping_add(node_digest(&path, node));
+                self.sums.add(Sums::of(&path, node));
             }
         }
         self.last_zxid = zxid;
@@ -727,12 +771,12 @@ impl DataTree {
     }
 
     /// Called before every change to the node at `path`: takes its share out of the
-    /// digest until `apply` ends, saves its prior version when a multi is in
+    /// sums until `apply` ends, saves its prior version when a multi is in
     /// progress, and sets it aside for a snapshot under way.
     fn touch(&mut self, path: &str) {
         if !self.changing.contains(path) {
             if let Some(node) = self.nodes.get(path) {
-                self.digest = self.digest.wrapping_sub(node_digest(path, node));
+                self.sums.remove(Sums::of(path, node));
             }
             self.changing.insert(path.to_owned());
         }
@@ -754,7 +798,7 @@ impl DataTree {
     }
 
     /// Inserts without [`DataTree::touch`]: for a tree being built (restore), whose
-    /// digest is computed once it is whole.
+    /// sums are computed once it is whole.
     fn insert_untouched(&mut self, path: String, node: Node) {
         self.index(&path, &node);
         self.nodes.insert(path, node);

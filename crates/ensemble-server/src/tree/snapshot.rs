@@ -316,6 +316,6 @@ pub fn restore(bytes: &[u8], options: TreeOptions) -> Result<DataTree, SnapshotE
     if !tree.nodes.contains_key("/") {
         return Err(SnapshotError::MissingRoot);
     }
-    tree.digest = tree.whole_digest();
+    tree.sums = tree.whole_sums();
     Ok(tree)
 }
