@@ -67,7 +67,9 @@
 //!   leader go. So a member cut off from the others comes back at the term it left,
 //!   and its return does not unseat a healthy leader. Of two followers that saw the
 //!   leader go and pre-voted for each other, the one with the higher id does not
-//!   stand: standing together they would split the vote.
+//!   stand: standing together they would split the vote. A member that stands
+//!   refuses fast-path pre-votes for its term from then on, so one whose pre-vote
+//!   arrives after that does not stand either.
 //! - **Linearizable sync.** [`Consensus::read_index`] returns a commit index the
 //!   leader confirmed with a quorum after the call began; once the local member has
 //!   applied it, every write committed before the call is visible.
@@ -458,7 +460,7 @@ impl Consensus {
             proposer: std::sync::Mutex::new(node::Proposer::default()),
             change_lock: tokio::sync::Mutex::new(()),
             leader_gone: std::sync::Mutex::new(None),
-            pre_voted_for: std::sync::Mutex::new(None),
+            fast_path: std::sync::Mutex::new(node::FastPath::default()),
             incoming_snapshot: std::sync::Mutex::new(transfer::Assembly::default()),
             stop: tokio_util::sync::CancellationToken::new(),
             tasks: std::sync::Mutex::new(Vec::new()),

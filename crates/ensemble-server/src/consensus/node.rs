@@ -69,13 +69,25 @@ pub(crate) struct Node {
     pub(crate) change_lock: tokio::sync::Mutex<()>,
     /// The leader this member saw go away, and its term; see [`Node::leader_went_away`].
     pub(crate) leader_gone: Mutex<Option<(MemberId, u64)>>,
-    /// The lowest-numbered member this one granted a fast-path pre-vote to, and the
-    /// term it asked for; see [`Node::yields_to`].
-    pub(crate) pre_voted_for: Mutex<Option<(MemberId, u64)>>,
+    /// Fast-path pre-votes granted, and the term this member stood for; see
+    /// [`Node::stand_unless_another_does`].
+    pub(crate) fast_path: Mutex<FastPath>,
     /// The snapshot a leader is sending this member, chunk by chunk.
     pub(crate) incoming_snapshot: Mutex<Assembly>,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the fast path of an election (see the module contract of `consensus`) has
+/// done in this member, under one lock.
+#[derive(Default)]
+pub(crate) struct FastPath {
+    /// The lowest-numbered member this one granted a fast-path pre-vote to, and the
+    /// term it asked for (the newest term kept).
+    granted: Option<(MemberId, u64)>,
+    /// The term this member decided to stand for; a pre-vote for that term (or an
+    /// earlier one) is no longer granted.
+    stood_for: u64,
 }
 
 /// The generation and the current path to the leader, under one lock.
@@ -572,26 +584,64 @@ impl Node {
             let status = self.status.borrow();
             status.role == Role::Follower && status.term == term && status.leader == Some(from)
         };
-        if unchanged && !self.stop.is_cancelled() && self.majority_would_vote(term).await {
-            if let Some(other) = self.yields_to(term + 1) {
-                tracing::info!(
-                    other,
-                    "another member saw the leader go too; leaving the election to it"
-                );
-                return;
-            }
+        if unchanged
+            && !self.stop.is_cancelled()
+            && self.majority_would_vote(term).await
+            && self.stand_unless_another_does(term + 1)
+        {
             let _ = self.raft.trigger().elect(false).await;
         }
     }
 
-    /// The member with a lower id than this one that asked this one for a fast-path
-    /// pre-vote for `term`, if any: it stands, and this one does not. Both saw the
-    /// leader go and both won their pre-votes; standing together, each would vote
-    /// for itself and the vote would split, leaving the ensemble without a leader
-    /// until an election timeout. The member with the higher id gives way.
-    fn yields_to(&self, term: u64) -> Option<MemberId> {
-        let granted = *self.pre_voted_for.lock().unwrap_or_else(|p| p.into_inner());
-        granted.and_then(|(other, asked)| (asked == term && other < self.id).then_some(other))
+    /// Whether this member stands for `term`, having won its fast-path pre-vote;
+    /// decided under the lock the pre-vote grants take, so that of two followers
+    /// that saw the leader go at once, exactly one stands (standing together, each
+    /// would vote for itself and the vote would split, leaving the ensemble without
+    /// a leader until an election timeout):
+    /// - a member with a lower id asked this one for a pre-vote for `term` and was
+    ///   granted it: that one stands, and this one, with the higher id, gives way;
+    /// - otherwise this one stands, and from now on refuses fast-path pre-votes for
+    ///   `term`, as a candidate that voted for itself would.
+    fn stand_unless_another_does(&self, term: u64) -> bool {
+        let mut fast = self.fast_path.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((other, _)) = fast
+            .granted
+            .filter(|(other, asked)| *asked == term && *other < self.id)
+        {
+            tracing::info!(
+                other,
+                "another member saw the leader go too; leaving the election to it"
+            );
+            return false;
+        }
+        fast.stood_for = fast.stood_for.max(term);
+        true
+    }
+
+    /// Whether this member stood for `term` (or a later one) on the fast path.
+    fn stands_for(&self, term: u64) -> bool {
+        self.fast_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stood_for
+            >= term
+    }
+
+    /// The answer to a fast-path pre-vote from `id` for `term`, from a member that
+    /// saw the leader go: granted unless this member stands for that term itself.
+    fn grant_fast_pre_vote(&self, id: MemberId, term: u64) -> bool {
+        let mut fast = self.fast_path.lock().unwrap_or_else(|p| p.into_inner());
+        if fast.stood_for >= term {
+            return false;
+        }
+        // Keep the newest term, and in it the lowest id.
+        if fast
+            .granted
+            .is_none_or(|(g_id, g_term)| term > g_term || (term == g_term && id < g_id))
+        {
+            fast.granted = Some((id, term));
+        }
+        true
     }
 
     /// The fast path's pre-vote: whether a majority of voters, this member included,
@@ -692,21 +742,14 @@ impl Service for Node {
                     self.raft.vote(rpc).await.map_or(stopped, Response::Vote)
                 }
                 Request::PreVote(rpc) => {
-                    if self.saw_leader_go() {
+                    let (id, term) = (*rpc.vote.leader_id.node_id(), rpc.vote.leader_id.term());
+                    if self.saw_leader_go() || self.stands_for(term) {
                         // openraft's pre-vote always honours the lease; waive it for
                         // the same reason as above. The vote that follows still
-                        // compares logs.
-                        let (id, term) = (*rpc.vote.leader_id.node_id(), rpc.vote.leader_id.term());
-                        let mut granted =
-                            self.pre_voted_for.lock().unwrap_or_else(|p| p.into_inner());
-                        // Keep the newest term, and in it the lowest id.
-                        if granted.is_none_or(|(g_id, g_term)| {
-                            term > g_term || (term == g_term && id < g_id)
-                        }) {
-                            *granted = Some((id, term));
-                        }
-                        drop(granted);
-                        Response::Vote(openraft::raft::VoteResponse::new(rpc.vote, None, true))
+                        // compares logs. A member that stands for the term refuses,
+                        // also once its status shows the term it raised.
+                        let granted = self.grant_fast_pre_vote(id, term);
+                        Response::Vote(openraft::raft::VoteResponse::new(rpc.vote, None, granted))
                     } else {
                         self.raft
                             .pre_vote(rpc)
