@@ -327,7 +327,7 @@ impl Options {
             snapshot_every: 100_000,
             promote_max_lag: 1_000,
             stand_stagger: Duration::from_millis(40),
-            snapshot_chunk: 1 << 20,
+            snapshot_chunk: transfer::DEFAULT_CHUNK,
             faults: None,
         }
     }

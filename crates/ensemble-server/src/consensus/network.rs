@@ -185,7 +185,10 @@ impl RaftNetworkV2<C> for RaftPeer {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        let chunk = option.snapshot_chunk_size().unwrap_or(1 << 20).max(1);
+        let chunk = option
+            .snapshot_chunk_size()
+            .unwrap_or(super::transfer::DEFAULT_CHUNK)
+            .max(1);
         let data = snapshot.snapshot;
         let total = data.len() as u64;
         let send = async {

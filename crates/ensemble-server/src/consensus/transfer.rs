@@ -21,6 +21,10 @@
 
 use super::MemberId;
 
+/// The chunk size a leader sends snapshots in unless told otherwise
+/// ([`super::Options::snapshot_chunk`]).
+pub(crate) const DEFAULT_CHUNK: usize = 1 << 20;
+
 /// One piece of a snapshot, as the receiver sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Chunk<'a> {
