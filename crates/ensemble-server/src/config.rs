@@ -167,6 +167,9 @@ pub struct ServerConfig {
     pub join_existing: bool,
     /// `reconfigEnabled`: whether the ZooKeeper `reconfig` operation is served.
     pub reconfig_enabled: bool,
+    /// `initLimit`, in ticks: as in ZooKeeper, how long a member joining through
+    /// `reconfig` may take to connect and catch up before the reconfig gives up.
+    pub init_limit: u32,
     /// `shutdownDrainMs`: on SIGTERM, how long a member keeps serving the clients it has
     /// while refusing new connections, before it hands leadership over and closes them.
     /// Behind a Kubernetes Service this covers the time until the terminating pod's
@@ -209,6 +212,7 @@ impl Default for ServerConfig {
             servers: std::collections::BTreeMap::new(),
             join_existing: false,
             reconfig_enabled: false,
+            init_limit: 10,
             shutdown_drain_ms: 0,
             ignored_keys: Vec::new(),
         }
@@ -310,6 +314,9 @@ impl ServerConfig {
                 "myid" => cfg.my_id = parse("myid", value)?,
                 "joinExisting" => cfg.join_existing = parse("joinExisting", value)?,
                 "reconfigEnabled" => cfg.reconfig_enabled = parse("reconfigEnabled", value)?,
+                "initLimit" => {
+                    cfg.init_limit = u32::try_from(positive("initLimit", value)?).unwrap_or(1)
+                }
                 "shutdownDrainMs" => cfg.shutdown_drain_ms = parse("shutdownDrainMs", value)?,
                 server if server.starts_with("server.") => {
                     let invalid = |reason: String| ConfigError::ServerLine {
@@ -413,7 +420,8 @@ mod tests {
              adminPort=8081\n\
              peerPort: 2889\n\
              peerAddressTemplate=x-{ordinal}.x-peers\n\
-             initLimit=10\n\
+             initLimit=5\n\
+             syncLimit=5\n\
              myid=2\n\
              reconfigEnabled=true\n\
              shutdownDrainMs=2500\n\
@@ -439,7 +447,8 @@ mod tests {
             cfg.peer_address_template.as_deref(),
             Some("x-{ordinal}.x-peers")
         );
-        assert_eq!(cfg.ignored_keys, vec!["initLimit".to_owned()]);
+        assert_eq!(cfg.init_limit, 5);
+        assert_eq!(cfg.ignored_keys, vec!["syncLimit".to_owned()]);
         assert_eq!(cfg.my_id, 2);
         assert!(cfg.reconfig_enabled && !cfg.join_existing);
         assert_eq!(cfg.shutdown_drain_ms, 2500);

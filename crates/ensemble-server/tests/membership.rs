@@ -2,8 +2,9 @@
 //! blank members (`joinExisting=true`, one admin token) in one process on loopback
 //! sockets; `POST /bootstrap` founds the ensemble on member 1, the others join as
 //! learners and are promoted once caught up, leadership moves and the founder
-//! leaves. Data goes through the `zookeeper-client` crate; HTTP/1.1 is spoken over
-//! a raw `TcpStream`.
+//! leaves; voters change together through `POST /voters` and ZooKeeper's `reconfig`.
+//! Data goes through the `zookeeper-client` crate; HTTP/1.1 is spoken over a raw
+//! `TcpStream`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ const OPEN: zk::CreateOptions<'static> =
     zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "s3cret-admin-token";
+/// `super:reconfigure`, as `superDigest` takes it: base64 of its SHA-1.
+const SUPER_DIGEST: &str = "super:eTVUrPfvXJP+KuNvCUxnUerF4Tw=";
 
 struct Running {
     client: SocketAddr,
@@ -52,6 +55,10 @@ async fn start_three(token_file: &std::path::Path) -> BTreeMap<u64, Running> {
             tick_time_ms: 200,
             min_session_timeout_ms: 2_000,
             max_session_timeout_ms: 20_000,
+            reconfig_enabled: true,
+            super_digest: Some(SUPER_DIGEST.to_owned()),
+            // A member joining through reconfig has 5 ticks, 1 s, to catch up.
+            init_limit: 5,
             ..ServerConfig::default()
         };
         let listeners = Listeners {
@@ -395,6 +402,184 @@ async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
         let result = within(member.task).await.expect("server task");
         // The removed founder may have stopped on its own; the others stop cleanly.
         if id != 1 {
+            result.expect("server result");
+        }
+    }
+}
+
+/// A membership address where nothing listens.
+async fn nowhere() -> String {
+    let peer = TcpListener::bind("127.0.0.1:0").await.expect("peer");
+    let client = TcpListener::bind("127.0.0.1:0").await.expect("client");
+    format!(
+        "{};{}",
+        peer.local_addr().expect("peer addr"),
+        client.local_addr().expect("client addr")
+    )
+}
+
+/// Voters change all together or not at all: through `POST /voters`, a learner that
+/// never answered holds back the whole change, and caught-up learners become voters
+/// in one call; through ZooKeeper's `reconfig`, a joiner that cannot catch up leaves
+/// the membership as it was, and two voters leave in one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_change_together_or_not_at_all() {
+    let token = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token.path(), format!("{TOKEN}\n")).expect("write token");
+    let members = start_three(token.path()).await;
+    let (one, three) = (&members[&1], &members[&3]);
+    one.change("POST", "/bootstrap", "").await;
+    let address = |address: &str| serde_json::json!({ "address": address }).to_string();
+    for id in [2, 3] {
+        one.change(
+            "POST",
+            &format!("/members/{id}"),
+            &address(&members[&id].address),
+        )
+        .await;
+    }
+    one.change("POST", "/members/4", &address(&nowhere().await))
+        .await;
+    one.status_until("learners 2 and 3 caught up", |s| {
+        [2, 3].iter().all(|id| {
+            s["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .any(|m| m["id"] == *id && m["lag"] == 0 && m["matchedIndex"].is_u64())
+        })
+    })
+    .await;
+    let learning = BTreeMap::from([
+        (1, ("leader".to_owned(), true)),
+        (2, ("learner".to_owned(), false)),
+        (3, ("learner".to_owned(), false)),
+        (4, ("learner".to_owned(), false)),
+    ]);
+    assert_eq!(roles(&one.status().await), learning);
+
+    // Malformed or unauthorized calls change nothing.
+    for (body, reason) in [
+        ("{}", "no member named"),
+        (
+            r#"{"promote": [2], "remove": [2]}"#,
+            "both promoted and removed",
+        ),
+        (r#"{"promote": "2"}"#, "expected"),
+        (r#"{"demote": [2]}"#, "unknown field"),
+    ] {
+        let (code, text) = one.http("POST", "/voters", true, body).await;
+        assert_eq!(code, 400, "{body}: {text}");
+        assert!(text.contains(reason), "{body}: {text}");
+    }
+    let promote_both = r#"{"promote": [2, 3]}"#;
+    assert_eq!(
+        one.http("POST", "/voters", false, promote_both).await.0,
+        401
+    );
+
+    // Member 4 never answered: it is not caught up however short the log is, and
+    // member 2 is not promoted without it.
+    let (code, text) = one
+        .http("POST", "/voters", true, r#"{"promote": [2, 4]}"#)
+        .await;
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("member 4"), "{text}");
+    assert_eq!(roles(&one.status().await), learning);
+
+    // One voter becomes three in one call, and the dead learner goes.
+    let grown = one
+        .change("POST", "/voters", r#"{"promote": [2, 3], "remove": [4]}"#)
+        .await;
+    let three_voters = BTreeMap::from([
+        (1, ("leader".to_owned(), true)),
+        (2, ("follower".to_owned(), true)),
+        (3, ("follower".to_owned(), true)),
+    ]);
+    assert_eq!(roles(&grown), three_voters, "{grown}");
+    let writer = one.client().await;
+    writer.create("/grown", b"3", &OPEN).await.expect("create");
+    let reader = three.client().await;
+    reader.sync("/grown").await.expect("sync");
+    assert_eq!(reader.get_data("/grown").await.expect("read").0, b"3");
+    drop((writer, reader));
+
+    // ZooKeeper's reconfig, as the super user.
+    let admin = within(
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_auth("digest", b"super:reconfigure")
+            .connect(&one.client.to_string()),
+    )
+    .await
+    .expect("connect as super");
+    // A joiner that cannot catch up within initLimit ticks fails the whole request:
+    // member 3 does not leave, and the learner added for member 5 is removed again.
+    let dead = nowhere().await;
+    let (peer, client) = dead.split_once(';').expect("two parts");
+    let port: u16 = peer
+        .rsplit_once(':')
+        .expect("host:port")
+        .1
+        .parse()
+        .expect("port");
+    let line = format!("server.5={peer}:{}:participant;{client}", port + 1);
+    let joining: &[&str] = &[&line];
+    let refused = admin
+        .update_ensemble(
+            zk::EnsembleUpdate::Incremental {
+                joinings: joining.iter().copied(),
+                leavings: ["3"].iter().copied(),
+            },
+            None,
+        )
+        .await;
+    // -13: NewConfigNoQuorum, which the crate has no name for.
+    assert!(
+        matches!(refused, Err(zk::Error::UnexpectedErrorCode(-13))),
+        "{refused:?}"
+    );
+    let after = one
+        .status_until("the joiner removed again", |s| roles(s).len() == 3)
+        .await;
+    assert_eq!(roles(&after), three_voters, "{after}");
+
+    // Two voters leave in one request: three voters become one.
+    let none: &[&str] = &[];
+    let (config, _) = admin
+        .update_ensemble(
+            zk::EnsembleUpdate::Incremental {
+                joinings: none.iter().copied(),
+                leavings: ["2,3"].iter().copied(),
+            },
+            None,
+        )
+        .await
+        .expect("reconfig");
+    let config = String::from_utf8(config).expect("text");
+    let lines: Vec<&str> = config.lines().collect();
+    assert_eq!(lines.len(), 2, "{config}");
+    assert!(lines[0].starts_with("server.1="), "{config}");
+    assert!(lines[1].starts_with("version="), "{config}");
+    let shrunk = one.status().await;
+    assert_eq!(
+        roles(&shrunk),
+        BTreeMap::from([(1, ("leader".to_owned(), true))]),
+        "{shrunk}"
+    );
+    admin
+        .create("/alone", b"1", &OPEN)
+        .await
+        .expect("a write on one voter");
+    drop(admin);
+
+    for member in members.values() {
+        member.shutdown.cancel();
+    }
+    for (id, member) in members {
+        let result = within(member.task).await.expect("server task");
+        // The members removed may have stopped on their own.
+        if id == 1 {
             result.expect("server result");
         }
     }

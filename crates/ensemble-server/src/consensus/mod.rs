@@ -76,9 +76,12 @@
 //! - **Membership** lives in the log. A member starts either as the founder of a new
 //!   ensemble ([`Consensus::bootstrap`], a no-op on a member that is initialized: it
 //!   has a log, a snapshot or a vote) or as a joiner that waits to be added. One
-//!   change at a time: add a learner, promote it to voter (refused until it is
-//!   caught up within [`Options::promote_max_lag`]), remove a member (voter or
-//!   learner), transfer leadership. They may be called on any member and are
+//!   change at a time: add a learner, promote it to voter (refused until it has
+//!   answered and is caught up within [`Options::promote_max_lag`]), remove a
+//!   member (voter or learner), change the voters ([`Consensus::change_voters`]:
+//!   promote several learners and remove several members in one joint-consensus
+//!   change, so one voter becomes three without ever being two), transfer
+//!   leadership. They may be called on any member and are
 //!   forwarded to the leader (a leader just elected takes them once a quorum first
 //!   answered it); they return once the change is committed and, but on a member
 //!   the change cut off, shown in the calling member's [`Status`].
@@ -575,6 +578,18 @@ impl Consensus {
     /// Removes `id` from the membership (voter or learner).
     pub async fn remove(&self, id: MemberId) -> Result<(), ConsensusError> {
         self.change_membership(transport::Change::Remove(id)).await
+    }
+
+    /// Makes the caught-up learners in `promote` voters and removes the members in
+    /// `remove`, in one change of the voters (joint consensus): no set of voters in
+    /// between ever decides. Refused as a whole if any part is refused.
+    pub async fn change_voters(
+        &self,
+        promote: BTreeSet<MemberId>,
+        remove: BTreeSet<MemberId>,
+    ) -> Result<(), ConsensusError> {
+        self.change_membership(transport::Change::Voters { promote, remove })
+            .await
     }
 
     /// Runs a membership change, committed when it returns, then waits until this

@@ -324,43 +324,17 @@ impl Node {
                     .map_err(write_error)?;
             }
             Change::Promote(id) => {
-                if !known(id) {
-                    return Err(ConsensusError::UnknownMember(id));
-                }
-                if voters.contains(&id) {
-                    return Err(ConsensusError::AlreadyMember(id));
-                }
-                let last = metrics.last_log_index.unwrap_or(0);
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map_or(0, |l| l.index);
-                let lag = last.saturating_sub(matched);
-                if lag > self.options.promote_max_lag {
-                    return Err(ConsensusError::NotCaughtUp { id, lag });
-                }
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(write_error)?;
+                return self
+                    .change_voters(&metrics, BTreeSet::from([id]), BTreeSet::new())
+                    .await;
             }
             Change::Remove(id) => {
-                if !known(id) {
-                    return Err(ConsensusError::UnknownMember(id));
-                }
-                let change = if voters.contains(&id) {
-                    if voters.len() == 1 {
-                        return Err(ConsensusError::LastVoter(id));
-                    }
-                    ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-                } else {
-                    ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-                };
-                self.raft
-                    .change_membership(change, false)
-                    .await
-                    .map_err(write_error)?;
+                return self
+                    .change_voters(&metrics, BTreeSet::new(), BTreeSet::from([id]))
+                    .await;
+            }
+            Change::Voters { promote, remove } => {
+                return self.change_voters(&metrics, promote, remove).await;
             }
             Change::TransferLeadership(to) => {
                 if !voters.contains(&to) {
@@ -375,6 +349,77 @@ impl Node {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Makes the learners in `promote` voters and takes the members in `remove` out of
+    /// the membership, in one joint-consensus change: the voters go from the old set to
+    /// the new one without passing through any set in between. Every member named must
+    /// be known, those promoted must be caught up learners, and some voter must remain.
+    async fn change_voters(
+        &self,
+        metrics: &openraft::RaftMetrics<super::types::C>,
+        promote: BTreeSet<MemberId>,
+        remove: BTreeSet<MemberId>,
+    ) -> Result<(), ConsensusError> {
+        let membership = metrics.membership_config.membership();
+        let mut voters: BTreeSet<MemberId> = membership.voter_ids().collect();
+        if let Some(id) = promote
+            .iter()
+            .chain(&remove)
+            .find(|id| membership.get_node(id).is_none())
+        {
+            return Err(ConsensusError::UnknownMember(*id));
+        }
+        if let Some(id) = promote.iter().find(|id| voters.contains(id)) {
+            return Err(ConsensusError::AlreadyMember(*id));
+        }
+        if let Some(id) = promote.intersection(&remove).next() {
+            return Err(ConsensusError::Other(format!(
+                "member {id} cannot be promoted and removed at once"
+            )));
+        }
+        let last = metrics.last_log_index.unwrap_or(0);
+        for &id in &promote {
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten());
+            // A learner that never answered is not caught up, however short the log:
+            // made a voter, it could take the quorum with it.
+            let lag = matched.map_or(last + 1, |l| last.saturating_sub(l.index));
+            if matched.is_none() || lag > self.options.promote_max_lag {
+                return Err(ConsensusError::NotCaughtUp { id, lag });
+            }
+        }
+        let learners_removed: BTreeSet<MemberId> = remove
+            .iter()
+            .copied()
+            .filter(|id| !voters.contains(id))
+            .collect();
+        voters.retain(|id| !remove.contains(id));
+        voters.extend(&promote);
+        if voters.is_empty() {
+            let last = remove.iter().next_back().copied().unwrap_or_default();
+            return Err(ConsensusError::LastVoter(last));
+        }
+        let mut changes = Vec::new();
+        if voters != membership.voter_ids().collect() {
+            changes.push(ChangeMembers::ReplaceAllVoters(voters));
+        }
+        if !learners_removed.is_empty() {
+            changes.push(ChangeMembers::RemoveNodes(learners_removed));
+        }
+        let change = match changes.len() {
+            0 => return Ok(()),
+            1 => changes.remove(0),
+            _ => ChangeMembers::Batch(changes),
+        };
+        // Voters taken out are not kept as learners: they leave the membership.
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_error)?;
         Ok(())
     }
 

@@ -25,7 +25,7 @@
 //!   ([`Service::peer_closed`]); [`Peer::accepts`] then tells a peer that is gone
 //!   from one that merely dropped a connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,9 +95,17 @@ pub(crate) enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Change {
     AddLearner(MemberId, String),
+    /// `Voters` promoting this learner alone, in the form earlier releases read too.
     Promote(MemberId),
+    /// `Voters` removing this member alone, in the form earlier releases read too.
     Remove(MemberId),
     TransferLeadership(MemberId),
+    /// Learners made voters and members (voters or learners) removed, in one change of
+    /// the voters.
+    Voters {
+        promote: BTreeSet<MemberId>,
+        remove: BTreeSet<MemberId>,
+    },
 }
 
 /// The answer to a [`Request`].

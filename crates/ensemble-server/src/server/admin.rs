@@ -34,6 +34,10 @@
 //!   names no client address for it); a malformed one is refused with 400;
 //! - `POST /members/{id}/promote`: make a caught-up learner a voter;
 //! - `DELETE /members/{id}`: remove a member;
+//! - `POST /voters` with `{"promote": [ids], "remove": [ids]}` (either may be left
+//!   out): promote caught-up learners and remove members in one change of the
+//!   voters, so that the ensemble goes, say, from one voter to three without ever
+//!   having two; an id in both lists, or neither list naming any, is refused with 400;
 //! - `POST /leader/{id}`: transfer leadership, answered once `id` leads.
 //!
 //! Membership calls are forwarded by consensus to the leader from any member.
@@ -42,7 +46,7 @@
 //! progress, already a member, not caught up, last voter, not blank), 503 (no
 //! leader, timeout).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,6 +205,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         .route("/members/{id}", post(add_learner))
         .route("/members/{id}", delete(remove_member))
         .route("/members/{id}/promote", post(promote))
+        .route("/voters", post(change_voters))
         .route("/leader/{id}", post(transfer_leadership))
         .with_state(admin);
     let served = axum::serve(listener, app)
@@ -537,6 +542,47 @@ async fn promote(
     headers: HeaderMap,
 ) -> Response {
     membership_call(admin, headers, move |c| async move { c.promote(id).await }).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeVoters {
+    #[serde(default)]
+    promote: BTreeSet<u64>,
+    #[serde(default)]
+    remove: BTreeSet<u64>,
+}
+
+async fn change_voters(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let request = serde_json::from_str(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request: ChangeVoters| {
+            if let Some(id) = request.promote.intersection(&request.remove).next() {
+                Err(format!("member {id} is both promoted and removed"))
+            } else if request.promote.is_empty() && request.remove.is_empty() {
+                Err("no member named".to_string())
+            } else {
+                Ok(request)
+            }
+        });
+    let ChangeVoters { promote, remove } = match request {
+        Ok(request) => request,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"promote\": [ids], \"remove\": [ids]}}: {error}"),
+            )
+                .into_response()
+        }
+    };
+    membership_call(admin, headers, move |c| async move {
+        c.change_voters(promote, remove).await
+    })
+    .await
 }
 
 async fn remove_member(

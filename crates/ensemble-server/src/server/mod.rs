@@ -360,10 +360,16 @@ async fn run_background(
                     }),
                     Ok(()),
                 ),
-                Work::Reconfig(changes) => (
-                    Box::new(move |state: &State| handler::reconfig_reply(state, xid)),
-                    reconfig::execute(&consensus, changes).await,
-                ),
+                Work::Reconfig(changes) => {
+                    let config = &shared.config;
+                    let catch_up = Duration::from_millis(
+                        u64::from(config.init_limit) * u64::from(config.tick_time_ms),
+                    );
+                    (
+                        Box::new(move |state: &State| handler::reconfig_reply(state, xid)),
+                        reconfig::execute(&consensus, changes, catch_up).await,
+                    )
+                }
             };
             let index = match changed {
                 Ok(()) => consensus.read_index().await,

@@ -17,14 +17,16 @@
 //!   joining id that is already a member with the same role, or a result without
 //!   voters. Incremental requests list joining server lines and leaving ids
 //!   (comma-separated); a non-incremental one lists the whole new membership.
-//!   Joins come before removals, so replacing a member never shrinks the quorum
-//!   below what it was; a joining participant is added as a learner and promoted
-//!   once caught up (one change at a time, as consensus requires).
-//! - [`execute`] runs the planned changes through consensus, mapping its refusals
-//!   to ZooKeeper's codes (a change in progress is `ReconfigInProgress`; a learner
-//!   that does not catch up in time is `NewConfigNoQuorum`).
+//! - [`execute`] runs the planned changes through consensus and is atomic, as
+//!   ZooKeeper's reconfig is: members that join are first added as learners (which
+//!   do not vote); then one change of the voters (joint consensus) promotes the
+//!   joining participants, once caught up, and removes the leaving members
+//!   together, so no set of voters in between ever decides. If any part fails, the
+//!   learners it added are removed again and the membership is as it was. Refusals
+//!   map to ZooKeeper's codes (a change in progress is `ReconfigInProgress`; a
+//!   learner that does not catch up in time is `NewConfigNoQuorum`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::config::{ServerRole, ServerSpec};
@@ -236,46 +238,72 @@ fn code(error: &ConsensusError) -> ErrorCode {
     }
 }
 
-/// How long a joining participant may take to catch up before the reconfig fails.
-const CATCH_UP: Duration = Duration::from_secs(30);
-
-/// Runs the changes in order; see the module contract.
-pub(crate) async fn execute(consensus: &Consensus, changes: Vec<Change>) -> Result<(), ErrorCode> {
+/// Runs the planned changes; see the module contract. Joining participants have
+/// `catch_up` (ZooKeeper's `initLimit` ticks) to catch up.
+pub(crate) async fn execute(
+    consensus: &Consensus,
+    changes: Vec<Change>,
+    catch_up: Duration,
+) -> Result<(), ErrorCode> {
+    let before = consensus.status().membership;
+    let known = |id: &MemberId| before.voters.contains_key(id) || before.learners.contains_key(id);
+    let mut promote = BTreeSet::new();
+    let mut remove = BTreeSet::new();
+    let mut joining = Vec::new();
     for change in changes {
         match change {
+            // A voter that becomes an observer: consensus has no demotion of its own,
+            // so ZooKeeper's answer for what it cannot do, before anything changes.
+            Change::Add {
+                id, voter: false, ..
+            } if before.voters.contains_key(&id) => return Err(ErrorCode::BadArguments),
             Change::Add { id, address, voter } => {
-                let status = consensus.status();
-                if !status.membership.learners.contains_key(&id)
-                    && !status.membership.voters.contains_key(&id)
-                {
-                    consensus
-                        .add_learner(id, address)
-                        .await
-                        .map_err(|e| code(&e))?;
+                if !known(&id) {
+                    joining.push((id, address));
                 }
-                if voter {
-                    let deadline = Instant::now() + CATCH_UP;
-                    loop {
-                        match consensus.promote(id).await {
-                            Ok(()) => break,
-                            Err(ConsensusError::NotCaughtUp { .. })
-                                if Instant::now() < deadline =>
-                            {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                            Err(e) => return Err(code(&e)),
-                        }
-                    }
-                } else if consensus.status().membership.voters.contains_key(&id) {
-                    // A voter that becomes an observer: consensus has no demotion
-                    // of its own, so ZooKeeper's answer for what it cannot do.
-                    return Err(ErrorCode::BadArguments);
+                if voter && !before.voters.contains_key(&id) {
+                    promote.insert(id);
                 }
             }
-            Change::Remove(id) => consensus.remove(id).await.map_err(|e| code(&e))?,
+            Change::Remove(id) => {
+                remove.insert(id);
+            }
         }
     }
-    Ok(())
+    let mut added = BTreeSet::new();
+    let mut outcome = Ok(());
+    for (id, address) in joining {
+        outcome = consensus.add_learner(id, address).await;
+        if outcome.is_err() {
+            break;
+        }
+        added.insert(id);
+    }
+    if outcome.is_ok() && !(promote.is_empty() && remove.is_empty()) {
+        let deadline = Instant::now() + catch_up;
+        outcome = loop {
+            match consensus
+                .change_voters(promote.clone(), remove.clone())
+                .await
+            {
+                Err(ConsensusError::NotCaughtUp { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                done => break done,
+            }
+        };
+    }
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            if !added.is_empty() {
+                if let Err(undo) = consensus.change_voters(BTreeSet::new(), added).await {
+                    tracing::warn!(%undo, "a failed reconfig could not remove the learners it added");
+                }
+            }
+            Err(code(&error))
+        }
+    }
 }
 
 #[cfg(test)]
