@@ -8,9 +8,11 @@
 //! built from the model, as the operator sees only what it observes; nothing carries over
 //! between rounds, so every round is also an operator that just restarted.
 //!
-//! Checked after every step: at most one learner (one change in flight); a step never breaks a
-//! quorum that was healthy (except restarting one of one or two voters, which cannot be done
-//! otherwise); the leader is never removed, nor restarted while another healthy voter could
+//! Checked after every step: at most two learners, a second only while the voters wait for a
+//! pair; a step never breaks a quorum that was healthy (except restarting one of one or two
+//! voters, which cannot be done otherwise); promoting learners or removing unwanted voters
+//! leaves an even number of voters only when that is the spec (1 → 3 and 3 → 1 never pass
+//! through two); the leader is never removed, nor restarted while another healthy voter could
 //! lead; no member's pod is ever scaled away; a new ensemble is founded only where no data
 //! exists. And once the faults stop and every pod is up again, the ensemble converges to the
 //! spec: the wanted voters, no learner, every pod on the current template.
@@ -204,7 +206,7 @@ impl Sim {
             self.check_and_apply(step);
         }
         self.scale_to(decision.statefulset_replicas);
-        assert!(self.learners.len() <= 1, "two changes in flight: {self:?}");
+        assert!(self.learners.len() <= 2, "three learners: {self:?}");
         self.tick();
     }
 
@@ -230,7 +232,11 @@ impl Sim {
                 self.lead(ordinal);
             }
             Step::AddLearner { ordinal } => {
-                assert!(self.learners.is_empty(), "a second learner: {self:?}");
+                assert!(
+                    self.learners.is_empty()
+                        || (self.learners.len() == 1 && voters_before % 2 == 1),
+                    "a second learner while no pair is wanted: {self:?}"
+                );
                 assert!(!self.is_member(ordinal));
                 let pod = self.pods.get_mut(&ordinal).expect("adding a missing pod");
                 assert_eq!(pod.data, Data::Blank, "added a pod with data");
@@ -238,21 +244,33 @@ impl Sim {
                 pod.lag = 5_000;
                 self.learners.insert(ordinal);
             }
-            Step::Promote { ordinal } => {
-                assert!(
-                    self.healthy(ordinal),
-                    "promoted a learner that is behind or down"
-                );
-                assert!(self.learners.remove(&ordinal), "promoted a non-learner");
-                self.voters.insert(ordinal);
+            Step::Promote { ordinal, with } => {
+                for o in [Some(ordinal), with].into_iter().flatten() {
+                    assert!(self.healthy(o), "promoted a learner that is behind or down");
+                    assert!(self.learners.remove(&o), "promoted a non-learner");
+                    self.voters.insert(o);
+                }
+                self.assert_odd_unless_wanted(step, voters_before);
             }
-            Step::Remove { ordinal } => {
-                assert_ne!(self.leader, Some(ordinal), "removed the leader: {self:?}");
-                assert!(self.voters.remove(&ordinal) || self.learners.remove(&ordinal));
-                if let Some(pod) = self.pods.get_mut(&ordinal) {
-                    if pod.data == Data::Member {
-                        pod.data = Data::Stale;
+            Step::Remove { ordinal, with } => {
+                // Not a voter that lost its data: that one leaves at once, as a repair.
+                let scaling_down = ordinal >= self.desired
+                    && self.voters.contains(&ordinal)
+                    && self
+                        .pods
+                        .get(&ordinal)
+                        .is_none_or(|p| p.data != Data::Blank);
+                for o in [Some(ordinal), with].into_iter().flatten() {
+                    assert_ne!(self.leader, Some(o), "removed the leader: {self:?}");
+                    assert!(self.voters.remove(&o) || self.learners.remove(&o));
+                    if let Some(pod) = self.pods.get_mut(&o) {
+                        if pod.data == Data::Member {
+                            pod.data = Data::Stale;
+                        }
                     }
+                }
+                if scaling_down {
+                    self.assert_odd_unless_wanted(step, voters_before);
                 }
             }
             Step::TransferLeadership { from, to } => {
@@ -292,6 +310,19 @@ impl Sim {
             );
         }
         self.elect();
+    }
+
+    /// After a step that moves the voters towards the spec: an even count only if wanted,
+    /// or, while a wanted learner that lost its data rejoins, above the spec (3 → 4 → 3 → 1
+    /// when member 0 must come back and members 1 to 3 go).
+    fn assert_odd_unless_wanted(&self, step: Step, voters_before: i32) {
+        let voters = self.voters.len() as i32;
+        let replacing = matches!(step, Step::Promote { .. }) && voters_before >= self.desired;
+        assert!(
+            voters % 2 == 1 || voters == self.desired || replacing,
+            "{step:?} left {voters} voters on the way to {}: {self:?}",
+            self.desired
+        );
     }
 
     fn scale_to(&mut self, replicas: i32) {
@@ -436,7 +467,7 @@ proptest! {
 }
 
 #[test]
-fn creation_founds_one_member_and_adds_the_others_one_at_a_time() {
+fn creation_founds_one_member_and_promotes_the_others_together() {
     let sim = run(3, &[]);
     assert!(sim.converged(), "{sim:#?}");
     assert_eq!(
@@ -444,11 +475,59 @@ fn creation_founds_one_member_and_adds_the_others_one_at_a_time() {
         [
             "Bootstrap { ordinal: 0 }",
             "AddLearner { ordinal: 1 }",
-            "Promote { ordinal: 1 }",
             "AddLearner { ordinal: 2 }",
-            "Promote { ordinal: 2 }",
+            "Promote { ordinal: 1, with: Some(2) }",
         ]
     );
+}
+
+/// The voters go from odd count to odd count; an even spec takes its last member alone.
+#[test]
+fn voters_grow_and_shrink_two_at_a_time() {
+    let changes = |from: i32, to: i32| {
+        let mut sim = run(from, &[]);
+        assert!(sim.converged(), "{sim:#?}");
+        sim.log.clear();
+        sim.desired = to;
+        for _ in 0..40 {
+            sim.round();
+        }
+        assert!(sim.converged(), "{sim:#?}");
+        sim.log
+            .iter()
+            .filter(|s| s.starts_with("Promote") || s.starts_with("Remove"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        changes(1, 5),
+        [
+            "Promote { ordinal: 1, with: Some(2) }",
+            "Promote { ordinal: 3, with: Some(4) }",
+        ]
+    );
+    assert_eq!(
+        changes(5, 1),
+        [
+            "Remove { ordinal: 4, with: Some(3) }",
+            "Remove { ordinal: 2, with: Some(1) }",
+        ]
+    );
+    assert_eq!(
+        changes(1, 4),
+        [
+            "Promote { ordinal: 1, with: Some(2) }",
+            "Promote { ordinal: 3, with: None }",
+        ]
+    );
+    assert_eq!(
+        changes(4, 1),
+        [
+            "Remove { ordinal: 3, with: None }",
+            "Remove { ordinal: 2, with: Some(1) }",
+        ]
+    );
+    assert_eq!(changes(1, 2), ["Promote { ordinal: 1, with: None }"]);
 }
 
 #[test]
@@ -466,8 +545,7 @@ fn scaling_down_the_leader_moves_leadership_first() {
         sim.log,
         [
             "TransferLeadership { from: 2, to: 0 }",
-            "Remove { ordinal: 2 }",
-            "Remove { ordinal: 1 }",
+            "Remove { ordinal: 2, with: Some(1) }",
         ]
     );
 }
@@ -530,7 +608,7 @@ fn a_stale_claim_is_wiped_before_its_pod_joins() {
         [
             "Wipe { ordinal: 1 }",
             "AddLearner { ordinal: 1 }",
-            "Promote { ordinal: 1 }"
+            "Promote { ordinal: 1, with: None }"
         ]
     );
 }

@@ -368,7 +368,14 @@ fn scaling_down_removes_members_before_their_pods_and_sizes_the_budget_from_the_
     let observed = converged(&cfg_with_replicas(3), 3);
     let running = plan(&cfg_with_replicas(3), &observed, None, &at(0)).status;
     let shrink = plan(&cfg, &observed, running.as_ref(), &at(5));
-    assert_eq!(shrink.step, Some(Step::Remove { ordinal: 2 }));
+    assert_eq!(
+        shrink.step,
+        Some(Step::Remove {
+            ordinal: 2,
+            with: Some(1)
+        }),
+        "three voters become one in one change, never two"
+    );
     assert_eq!(
         statefulset_replicas(&shrink.writes),
         None,

@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::names::{self, FIELD_MANAGER};
 use super::observe::Observed;
@@ -101,7 +101,9 @@ pub async fn execute_step(
             .map_err(|e| format!("deleting pod {pod}: {e}"))
     };
     let id = |ordinal: i32| names::member_id(ordinal);
-    let (method, path, body) = match step {
+    // A pair's fallback: a leader of an earlier release has no `/voters`.
+    let mut fallback = None;
+    let (mut method, mut path, mut body) = match step {
         Step::Restart { .. } => return delete_pod().await,
         Step::Wipe { ordinal } => {
             // The claim goes first: kept by its protection finalizer until the pod is gone, it
@@ -123,8 +125,37 @@ pub async fn execute_step(
             format!("/members/{}", id(ordinal)),
             Some(json!({"address": build::member_address(cfg, ordinal)})),
         ),
-        Step::Promote { ordinal } => ("POST", format!("/members/{}/promote", id(ordinal)), None),
-        Step::Remove { ordinal } => ("DELETE", format!("/members/{}", id(ordinal)), None),
+        Step::Promote {
+            ordinal,
+            with: None,
+        } => one_member_call(true, ordinal),
+        Step::Remove {
+            ordinal,
+            with: None,
+        } => one_member_call(false, ordinal),
+        // Two at once: one change of the voters.
+        Step::Promote {
+            ordinal,
+            with: Some(with),
+        } => {
+            fallback = Some(one_member_call(true, ordinal));
+            (
+                "POST",
+                "/voters".to_string(),
+                Some(json!({"promote": [id(ordinal), id(with)]})),
+            )
+        }
+        Step::Remove {
+            ordinal,
+            with: Some(with),
+        } => {
+            fallback = Some(one_member_call(false, ordinal));
+            (
+                "POST",
+                "/voters".to_string(),
+                Some(json!({"remove": [id(ordinal), id(with)]})),
+            )
+        }
         Step::TransferLeadership { to, .. } => ("POST", format!("/leader/{}", id(to)), None),
     };
     let token = observed
@@ -137,7 +168,14 @@ pub async fn execute_step(
         .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
         .and_then(|p| p.status.as_ref()?.pod_ip.clone())
         .ok_or_else(|| format!("pod {pod} has no IP"))?;
-    let (code, answer) = admin::call(&ip, method, &path, Some(token), body.as_ref()).await?;
+    let (mut code, mut answer) =
+        admin::call(&ip, method, &path, Some(token), body.as_ref()).await?;
+    if let Some(single) = fallback.filter(|_| code == 404 && answer.is_empty()) {
+        // A 404 without a reason is an unknown route (an unknown member's names it): the
+        // first of the two alone; the next reconcile takes the other.
+        (method, path, body) = single;
+        (code, answer) = admin::call(&ip, method, &path, Some(token), body.as_ref()).await?;
+    }
     if code == 200 {
         Ok(())
     } else {
@@ -145,6 +183,16 @@ pub async fn execute_step(
             "{method} {path} on {pod} answered {code}: {}",
             String::from_utf8_lossy(&answer).trim()
         ))
+    }
+}
+
+/// The admin call that promotes (or removes) one member.
+fn one_member_call(promote: bool, ordinal: i32) -> (&'static str, String, Option<Value>) {
+    let id = names::member_id(ordinal);
+    if promote {
+        ("POST", format!("/members/{id}/promote"), None)
+    } else {
+        ("DELETE", format!("/members/{id}"), None)
     }
 }
 

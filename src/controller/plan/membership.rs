@@ -22,10 +22,16 @@
 //!    earlier, or of an earlier ensemble): wipe it so that it rejoins blank.
 //! 5. A voter that reports no data (it lost its volume): remove it, then it rejoins as a
 //!    learner. A blank voter could grant two votes in one term.
-//! 6. A learner (the one change in flight): removed if no longer wanted, promoted once caught
-//!    up, else waited for.
-//! 7. Scale down: the highest unwanted voter is removed; if it leads, leadership moves first to
-//!    a healthy voter that stays (if there is none yet, rules 8 and 9 add one first).
+//! 6. Learners: one no longer wanted is removed; otherwise caught-up learners are promoted,
+//!    two in one change when the voters are odd and at least two more are wanted. The voters
+//!    go from one odd count to the next: an even count needs as many members up as the next
+//!    odd one and survives no more failures (two voters are worse than one). Until a second
+//!    learner is there, rules 7 to 9 may add it; otherwise the learners are waited for.
+//! 7. Scale down: a leader that must leave first hands leadership to a healthy voter that stays
+//!    (if there is none yet, rules 8 and 9 add one first); then the highest unwanted voter is
+//!    removed, together with the next unwanted one when the voters are odd (3 → 1, 5 → 3).
+//!    Voters are never removed below the spec's count: where wanted members are missing
+//!    (one lost its data), they join first.
 //! 8. A pod on an outdated template that is not a member yet: restarted at once (a member is
 //!    not at stake, and with `OnDelete` nothing else would ever fix a broken template).
 //! 9. Scale up: the lowest wanted blank pod is added as a learner.
@@ -108,11 +114,15 @@ pub enum Step {
     AddLearner {
         ordinal: i32,
     },
+    /// Make `ordinal`, and `with` if given, voters in one change of the voters.
     Promote {
         ordinal: i32,
+        with: Option<i32>,
     },
+    /// Take `ordinal`, and `with` if given, out of the membership in one change.
     Remove {
         ordinal: i32,
+        with: Option<i32>,
     },
     TransferLeadership {
         from: i32,
@@ -148,8 +158,30 @@ impl Step {
         match self {
             Step::Bootstrap { ordinal } => format!("founding the ensemble on {}", pod(ordinal)),
             Step::AddLearner { ordinal } => format!("adding {} as a learner", pod(ordinal)),
-            Step::Promote { ordinal } => format!("promoting {}, caught up, to voter", pod(ordinal)),
-            Step::Remove { ordinal } => format!("removing {} from the membership", pod(ordinal)),
+            Step::Promote {
+                ordinal,
+                with: None,
+            } => format!("promoting {}, caught up, to voter", pod(ordinal)),
+            Step::Promote {
+                ordinal,
+                with: Some(with),
+            } => format!(
+                "promoting {} and {}, caught up, to voters together",
+                pod(ordinal),
+                pod(with)
+            ),
+            Step::Remove {
+                ordinal,
+                with: None,
+            } => format!("removing {} from the membership", pod(ordinal)),
+            Step::Remove {
+                ordinal,
+                with: Some(with),
+            } => format!(
+                "removing {} and {} from the membership together",
+                pod(ordinal),
+                pod(with)
+            ),
             Step::TransferLeadership { from, to } => {
                 format!("moving leadership from {} to {}", pod(from), pod(to))
             }
@@ -295,11 +327,12 @@ impl<'a> Ensemble<'a> {
         follows && !seat.terminating && self.lag(ordinal).is_some_and(|l| l <= CAUGHT_UP_LAG)
     }
 
-    fn healthy_voters(&self, except: Option<i32>) -> i32 {
+    /// Healthy voters, but for those in `except`.
+    fn healthy_voters(&self, except: &[i32]) -> i32 {
         self.leader
             .voters
             .keys()
-            .filter(|o| Some(**o) != except && self.healthy(**o))
+            .filter(|o| !except.contains(o) && self.healthy(**o))
             .count() as i32
     }
 
@@ -343,7 +376,7 @@ impl<'a> Ensemble<'a> {
         }
 
         let voters = self.voters();
-        let healthy = self.healthy_voters(None);
+        let healthy = self.healthy_voters(&[]);
         let quorum_now = healthy >= quorum(voters);
 
         // 5. A voter that lost its data.
@@ -356,8 +389,11 @@ impl<'a> Ensemble<'a> {
                     .is_some_and(|r| !r.initialized)
         });
         if let Some(o) = blank_voter {
-            return if quorum_now && self.healthy_voters(Some(o)) >= quorum(voters - 1) {
-                d.take(Step::Remove { ordinal: o })
+            return if quorum_now && self.healthy_voters(&[o]) >= quorum(voters - 1) {
+                d.take(Step::Remove {
+                    ordinal: o,
+                    with: None,
+                })
             } else {
                 d.wait(format!(
                     "{} lost its data and must leave the voters, but too few voters are healthy",
@@ -366,7 +402,11 @@ impl<'a> Ensemble<'a> {
             };
         }
 
-        // 6. The change in flight: a learner.
+        // 6. Learners. Voters go from one odd count to the next: from an odd count with
+        // two more wanted, two caught-up learners are promoted in one change, as an even
+        // count would need as many members up as the next odd one and survive no more
+        // failures. Until the second learner is there, rules 7 to 9 may add it.
+        let mut learners_wait = None;
         if let Some((&o, &lag)) = self.leader.learners.iter().next() {
             if !quorum_now {
                 return d.wait(format!(
@@ -374,43 +414,86 @@ impl<'a> Ensemble<'a> {
                     name(o)
                 ));
             }
-            if o >= desired {
-                return d.take(Step::Remove { ordinal: o });
+            if let Some(&unwanted) = self.leader.learners.keys().find(|l| **l >= desired) {
+                return d.take(Step::Remove {
+                    ordinal: unwanted,
+                    with: None,
+                });
             }
-            if self.healthy(o) && healthy + 1 >= quorum(voters + 1) {
-                return d.take(Step::Promote { ordinal: o });
+            let together = if voters % 2 == 1 && desired >= voters + 2 {
+                2
+            } else {
+                1
+            };
+            let caught_up: Vec<i32> = self
+                .leader
+                .learners
+                .keys()
+                .copied()
+                .filter(|l| self.healthy(*l))
+                .take(together)
+                .collect();
+            if caught_up.len() == together
+                && healthy + together as i32 >= quorum(voters + together as i32)
+            {
+                return d.take(Step::Promote {
+                    ordinal: caught_up[0],
+                    with: caught_up.get(1).copied(),
+                });
             }
-            return d.wait(format!(
+            let why = format!(
                 "{} is catching up as a learner ({} entries behind)",
                 name(o),
                 lag.map_or("unknown".to_string(), |l| l.to_string())
-            ));
+            );
+            if self.leader.learners.len() >= together {
+                return d.wait(why);
+            }
+            learners_wait = Some(why);
         }
 
-        // 7. Scale down, highest ordinal first. A leader that must leave but has no successor
-        // yet waits for the wanted members to be added (rules 8 and 9) first.
+        // 7. Scale down, highest ordinal first, two voters at once from an odd count. A
+        // leader that must leave hands leadership over first; with no successor yet, it
+        // waits for the wanted members to be added (rules 8 and 9).
         let mut leader_stuck = None;
-        if let Some(&o) = self.leader.voters.keys().rfind(|o| **o >= desired) {
-            if o == self.leader.ordinal {
-                match self.successor() {
-                    Some(to) => return d.take(Step::TransferLeadership { from: o, to }),
-                    None => {
-                        leader_stuck = Some(format!(
+        let unwanted: Vec<i32> = self
+            .leader
+            .voters
+            .keys()
+            .rev()
+            .copied()
+            .filter(|o| *o >= desired)
+            .collect();
+        if unwanted.contains(&self.leader.ordinal) {
+            let from = self.leader.ordinal;
+            match self.successor() {
+                Some(to) => return d.take(Step::TransferLeadership { from, to }),
+                None => {
+                    leader_stuck = Some(format!(
                         "{} leads and must leave, but no voter that stays is healthy to take over",
-                        name(o)
+                        name(from)
                     ))
-                    }
                 }
-            } else {
-                return if quorum_now && self.healthy_voters(Some(o)) >= quorum(voters - 1) {
-                    d.take(Step::Remove { ordinal: o })
-                } else {
-                    d.wait(format!(
-                        "removing {} would leave too few healthy voters ({healthy} of {voters} healthy)",
-                        name(o)
-                    ))
-                };
             }
+        } else if let Some(&o) = unwanted.first().filter(|_| voters > desired) {
+            let with = unwanted
+                .get(1)
+                .copied()
+                .filter(|_| voters % 2 == 1 && voters - 2 >= desired);
+            let leaving: Vec<i32> = unwanted
+                .iter()
+                .copied()
+                .take(1 + usize::from(with.is_some()))
+                .collect();
+            let after = voters - leaving.len() as i32;
+            return if quorum_now && self.healthy_voters(&leaving) >= quorum(after) {
+                d.take(Step::Remove { ordinal: o, with })
+            } else {
+                d.wait(format!(
+                    "removing {} would leave too few healthy voters ({healthy} of {voters} healthy)",
+                    name(o)
+                ))
+            };
         }
 
         // 8. A pod on an old template that holds no membership.
@@ -444,7 +527,7 @@ impl<'a> Ensemble<'a> {
             };
         }
 
-        if let Some(why) = leader_stuck {
+        if let Some(why) = leader_stuck.or(learners_wait) {
             return d.wait(why);
         }
 
@@ -464,7 +547,7 @@ impl<'a> Ensemble<'a> {
             return d;
         }
         let voters = self.voters();
-        let others_healthy = |o: i32| self.healthy_voters(Some(o)) == voters - 1;
+        let others_healthy = |o: i32| self.healthy_voters(&[o]) == voters - 1;
         // Unhealthy ones first: restarting them takes nothing that works away.
         let target = outdated
             .iter()
