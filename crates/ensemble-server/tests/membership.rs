@@ -38,8 +38,9 @@ struct Running {
     task: JoinHandle<Result<(), server::ServerError>>,
 }
 
-/// Three blank members, waiting to be founded or added.
-async fn start_three(token_file: &std::path::Path) -> BTreeMap<u64, Running> {
+/// Three blank members, waiting to be founded or added; ZooKeeper's `reconfig` served
+/// if `reconfig`.
+async fn start_three(token_file: &std::path::Path, reconfig: bool) -> BTreeMap<u64, Running> {
     let mut running = BTreeMap::new();
     for id in 1..=3u64 {
         let peer = TcpListener::bind("127.0.0.1:0").await.expect("peer");
@@ -55,7 +56,7 @@ async fn start_three(token_file: &std::path::Path) -> BTreeMap<u64, Running> {
             tick_time_ms: 200,
             min_session_timeout_ms: 2_000,
             max_session_timeout_ms: 20_000,
-            reconfig_enabled: true,
+            reconfig_enabled: reconfig,
             super_digest: Some(SUPER_DIGEST.to_owned()),
             // A member joining through reconfig has 5 ticks, 1 s, to catch up.
             init_limit: 5,
@@ -247,7 +248,7 @@ async fn add_voter(
 async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
     let token = tempfile::NamedTempFile::new().expect("token file");
     std::fs::write(token.path(), format!("{TOKEN}\n")).expect("write token");
-    let members = start_three(token.path()).await;
+    let members = start_three(token.path(), false).await;
     let (one, two, three) = (&members[&1], &members[&2], &members[&3]);
 
     // Blank joiners: outside, uninitialized, not ready.
@@ -346,6 +347,20 @@ async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
         config.ends_with(&format!("version={three_voter:x}")),
         "{config}"
     );
+    // Without reconfigEnabled, ZooKeeper's reconfig is refused with its own code.
+    let refused = reader
+        .update_ensemble(
+            zk::EnsembleUpdate::Incremental {
+                joinings: [""].iter().copied(),
+                leavings: ["3"].iter().copied(),
+            },
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(zk::Error::ReconfigDisabled)),
+        "{refused:?}"
+    );
     drop((writer, reader));
 
     // Leadership moves to 2, then the founder leaves.
@@ -420,13 +435,14 @@ async fn nowhere() -> String {
 
 /// Voters change all together or not at all: through `POST /voters`, a learner that
 /// never answered holds back the whole change, and caught-up learners become voters
-/// in one call; through ZooKeeper's `reconfig`, a joiner that cannot catch up leaves
-/// the membership as it was, and two voters leave in one request.
+/// in one call; through ZooKeeper's `reconfig` (refused to all but the super user), a
+/// joiner that cannot catch up leaves the membership as it was, and two voters leave
+/// in one request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voters_change_together_or_not_at_all() {
     let token = tempfile::NamedTempFile::new().expect("token file");
     std::fs::write(token.path(), format!("{TOKEN}\n")).expect("write token");
-    let members = start_three(token.path()).await;
+    let members = start_three(token.path(), true).await;
     let (one, three) = (&members[&1], &members[&3]);
     one.change("POST", "/bootstrap", "").await;
     let address = |address: &str| serde_json::json!({ "address": address }).to_string();
@@ -504,7 +520,19 @@ async fn voters_change_together_or_not_at_all() {
     assert_eq!(reader.get_data("/grown").await.expect("read").0, b"3");
     drop((writer, reader));
 
-    // ZooKeeper's reconfig, as the super user.
+    // ZooKeeper's reconfig needs WRITE on /zookeeper/config: the super user's alone.
+    let anyone = one.client().await;
+    let refused = anyone
+        .update_ensemble(
+            zk::EnsembleUpdate::Incremental {
+                joinings: [""].iter().copied(),
+                leavings: ["3"].iter().copied(),
+            },
+            None,
+        )
+        .await;
+    assert!(matches!(refused, Err(zk::Error::NoAuth)), "{refused:?}");
+    drop(anyone);
     let admin = within(
         zk::Client::connector()
             .with_session_timeout(Duration::from_secs(10))
