@@ -376,6 +376,11 @@ fn scaling_down_removes_members_before_their_pods_and_sizes_the_budget_from_the_
         }),
         "three voters become one in one change, never two"
     );
+    assert!(
+        shrink.requeue_after < Duration::from_secs(1),
+        "the removed members' pods go at once: {:?}",
+        shrink.requeue_after
+    );
     assert_eq!(
         statefulset_replicas(&shrink.writes),
         None,

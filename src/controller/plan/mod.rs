@@ -127,6 +127,11 @@ pub struct Plan {
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(5);
 /// Requeue after a membership step, to take the next one soon.
 const REQUEUE_STEP: Duration = Duration::from_secs(2);
+/// Requeue after members were removed: the next reconcile shrinks the StatefulSet, and the
+/// removed pods, which refuse every session, leave the Service's endpoints only once they
+/// terminate (their readiness probe would take up to 10 s); until then a client moving away
+/// from them may land on one again.
+const REQUEUE_REMOVED: Duration = Duration::from_millis(100);
 /// Requeue of a converged cluster, to refresh leader and lag in the status and catch drift.
 const REQUEUE_CONVERGED: Duration = Duration::from_secs(60);
 
@@ -196,7 +201,9 @@ pub fn plan(
         step: decision.step,
         status: (previous != Some(&status)).then_some(status),
         events,
-        requeue_after: if decision.step.is_some() {
+        requeue_after: if matches!(decision.step, Some(Step::Remove { .. })) {
+            REQUEUE_REMOVED
+        } else if decision.step.is_some() {
             REQUEUE_STEP
         } else if converged || cfg.paused {
             REQUEUE_CONVERGED
