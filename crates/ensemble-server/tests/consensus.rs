@@ -922,10 +922,31 @@ enum Through {
 /// Proposes `commands` on a three-member ensemble, waits up to `wait` until every member
 /// applied them, and checks that the leader, its term and the proposing member's proposal path
 /// all survived.
+///
+/// The election timeout is 1 to 2 s here, not 200 to 400 ms. A follower answers the
+/// heartbeats behind a batch only once it has written the batch, and a debug build writing
+/// tens of MiB on a machine busy compiling took longer than the default check-quorum window
+/// (two election timeouts, 0.8 s) in one run of eight: the leader let go of its proposal path
+/// and the commands queued on it. What this test guards against (a batch sent again whole at
+/// every timeout, never committing) fails at any election timeout.
 async fn commit_undisturbed(commands: Vec<Vec<u8>>, through: Through, wait: Duration) {
     let faults = Faults::default();
     let dirs = tempfile::tempdir().unwrap();
-    let members = ensemble(3, Some(&dirs), &faults, 100_000).await;
+    let mut members = Vec::new();
+    for id in 1..=3 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let mut options = options(
+            id,
+            &address,
+            Some(dirs.path().join(format!("m{id}"))),
+            &faults,
+        );
+        options.snapshot_every = 100_000;
+        options.election_timeout = (Duration::from_secs(1), Duration::from_secs(2));
+        members.push(start_with(options, listener).await);
+    }
+    let members = found(members).await;
     let leader = wait_leader(&members).await;
     let term = members[0].consensus.status().term;
     let proposer = members
