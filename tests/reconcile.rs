@@ -1,6 +1,7 @@
 //! The reconcile pipeline end to end against a request-counting stand-in for the API server
 //! (and canned member admin ports):
-//! what a first reconcile writes, and that a converged cluster is reconciled with reads only.
+//! what a first reconcile writes, and that a converged cluster is reconciled with reads only;
+//! and how a membership step calls a leader's admin port.
 
 mod support;
 
@@ -294,5 +295,132 @@ async fn an_invalid_spec_writes_no_child_and_reports_once() {
         writes(&api.take_requests()),
         Vec::<String>::new(),
         "the same problem is reported once"
+    );
+}
+
+/// A stand-in for one member's admin port on `ip`:8080 that answers each request with what
+/// `answer` gives for its request line (`"POST /voters"`), and the request lines it received.
+fn admin_stand_in(
+    ip: &'static str,
+    answer: fn(&str) -> (u16, &'static str),
+) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let listener = std::net::TcpListener::bind((ip, 8080))
+        .unwrap_or_else(|e| panic!("admin port stand-in on {ip}:8080: {e}"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let text = String::from_utf8_lossy(&request[..n]);
+            let line: Vec<&str> = text.split_whitespace().take(2).collect();
+            let line = line.join(" ");
+            let (code, body) = answer(&line);
+            record.lock().unwrap().push(line);
+            let _ = write!(
+                stream,
+                "HTTP/1.0 {code} X\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    seen
+}
+
+/// The world as one reconcile saw it: zk-0, on `ip`, leads.
+fn led_from(ip: &str) -> ensemble::controller::observe::Observed {
+    use ensemble::controller::observe::{AdminToken, MemberReport, Observed};
+    let pod = serde_json::from_value(json!({
+        "metadata": {"name": "zk-0"},
+        "status": {"podIP": ip}
+    }))
+    .expect("a pod");
+    let leader = MemberReport {
+        id: 1,
+        role: "leader".into(),
+        leader_id: Some(1),
+        term: 3,
+        commit_index: 9,
+        applied_index: 9,
+        membership_version: Some(5),
+        initialized: true,
+        members: Vec::new(),
+    };
+    Observed {
+        statefulset: None,
+        peers_service: None,
+        client_service: None,
+        pdb: None,
+        config_map: None,
+        admin_token: Some(AdminToken("token".into())),
+        pods: vec![pod],
+        claims: Vec::new(),
+        reports: [("zk-0".to_string(), leader)].into(),
+    }
+}
+
+/// Members change two at a time through `POST /voters`. A leader of a release before that
+/// route answers it with an empty 404 (an unknown route): the operator then takes the first
+/// member of the pair alone, and the next reconcile plans the other. A 404 that gives a reason
+/// (the route exists; a member is unknown) is the answer, reported, with no second call.
+#[tokio::test]
+async fn a_pair_of_voters_falls_back_to_one_member_on_a_leader_without_the_route() {
+    use ensemble::controller::execute::execute_step;
+    use ensemble::controller::plan::membership::Step;
+    use ensemble::controller::validate::validate;
+
+    let api = FakeApi::new();
+    let mut cc = support::cluster_from("deploy/examples/minimal.yaml", NS);
+    cc.metadata.name = Some("zk".into());
+    let defaults = Defaults {
+        server_image: "ensemble:test".into(),
+        cluster_domain: "cluster.local".into(),
+    };
+    let cfg = validate(&cc, &defaults).expect("valid");
+
+    let old = admin_stand_in("127.0.0.9", |line| match line {
+        "POST /members/4/promote" | "DELETE /members/5" => (200, "{}"),
+        _ => (404, ""),
+    });
+    let old_leader = led_from("127.0.0.9");
+    let promote = Step::Promote {
+        ordinal: 3,
+        with: Some(4),
+    };
+    execute_step(&api.client(), &cfg, &old_leader, promote)
+        .await
+        .expect("the first member promoted alone");
+    let remove = Step::Remove {
+        ordinal: 4,
+        with: Some(3),
+    };
+    execute_step(&api.client(), &cfg, &old_leader, remove)
+        .await
+        .expect("the first member removed alone");
+    assert_eq!(
+        *old.lock().unwrap(),
+        [
+            "POST /voters",
+            "POST /members/4/promote",
+            "POST /voters",
+            "DELETE /members/5"
+        ]
+    );
+
+    let new = admin_stand_in("127.0.0.10", |_| {
+        (404, r#"{"error":"member 5 is not a learner"}"#)
+    });
+    let error = execute_step(&api.client(), &cfg, &led_from("127.0.0.10"), promote)
+        .await
+        .expect_err("a refusal with a reason is the answer");
+    assert!(
+        error.contains("POST /voters") && error.contains("member 5 is not a learner"),
+        "{error}"
+    );
+    assert_eq!(*new.lock().unwrap(), ["POST /voters"]);
+    assert!(
+        api.take_requests().iter().all(|r| r.method == Method::GET),
+        "a membership step writes nothing to the API server"
     );
 }
