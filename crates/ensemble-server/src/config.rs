@@ -157,7 +157,9 @@ pub struct ServerConfig {
     pub peer_port: u16,
     /// `peerAddressTemplate`, e.g. `x-{ordinal}.x-peers.ns.svc.cluster.local`.
     pub peer_address_template: Option<String>,
-    /// `superDigest`: `super:base64(sha1)` granting super-user rights to `addauth`.
+    /// `superDigest`: `super:base64(sha1)` granting super-user rights to `addauth`. Also
+    /// read as `DigestAuthenticationProvider.superDigest`, the form a ZooKeeper zoo.cfg
+    /// takes (ZooKeeper turns an unknown key `k` into the system property `zookeeper.k`).
     pub super_digest: Option<String>,
     /// `myid`: this member's id (the StatefulSet ordinal + 1).
     pub my_id: u64,
@@ -310,7 +312,9 @@ impl ServerConfig {
                 "admin.tokenFile" => cfg.admin_token_file = Some(PathBuf::from(value)),
                 "peerPort" => cfg.peer_port = parse("peerPort", value)?,
                 "peerAddressTemplate" => cfg.peer_address_template = Some(value.to_owned()),
-                "superDigest" => cfg.super_digest = Some(value.to_owned()),
+                "superDigest" | "DigestAuthenticationProvider.superDigest" => {
+                    cfg.super_digest = Some(value.to_owned())
+                }
                 "myid" => cfg.my_id = parse("myid", value)?,
                 "joinExisting" => cfg.join_existing = parse("joinExisting", value)?,
                 "reconfigEnabled" => cfg.reconfig_enabled = parse("reconfigEnabled", value)?,
@@ -425,6 +429,7 @@ mod tests {
              myid=2\n\
              reconfigEnabled=true\n\
              shutdownDrainMs=2500\n\
+             DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
              server.1=a:2888:3888:participant;2181\n\
              server.2=b:2889;b:2182\n\
              server.3=c:2890:3890:observer\n",
@@ -452,6 +457,10 @@ mod tests {
         assert_eq!(cfg.my_id, 2);
         assert!(cfg.reconfig_enabled && !cfg.join_existing);
         assert_eq!(cfg.shutdown_drain_ms, 2500);
+        assert_eq!(
+            cfg.super_digest.as_deref(),
+            Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
+        );
         assert_eq!(cfg.servers.len(), 3);
         assert_eq!(cfg.advertised_peer_address(), "b:2889");
         assert_eq!(cfg.advertised_member_address(), "b:2889;b:2182");

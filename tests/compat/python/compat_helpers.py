@@ -8,6 +8,8 @@ another session wrote syncs first (`client.sync(path)`, `RawSession.sync`, or
 `sync_members` for a reader that cannot, such as one zkCli command), as a correct ZooKeeper
 application must."""
 
+import base64
+import hashlib
 import os
 import queue
 import re
@@ -39,6 +41,10 @@ def _die_with_parent():
 
 
 MEMBERS = int(os.environ.get("COMPAT_MEMBERS", "1"))
+
+# A super user, as `superDigest` names it: `super:` and the base64 of the SHA-1 of `user:password`.
+SUPER = "super:reconfigure"
+SUPER_DIGEST = "super:" + base64.b64encode(hashlib.sha1(SUPER.encode()).digest()).decode()
 
 
 def _free_port_block(n):

@@ -4,6 +4,8 @@
 - `fresh_server`: one per test, where a test needs a tree nobody else has touched.
 - `every_word_server`: one per test, answering every four-letter word
   (`--set 4lw.commands.whitelist=*`).
+- `reconfigurable_server`: one per test module, serving `reconfig` (`reconfigEnabled=true`) to
+  the super user `SUPER` of compat_helpers.
 - `clients`: a factory of started kazoo clients (on `server` unless told otherwise), all
   stopped at the end of the test.
 - `zk`: one started kazoo client on `server`.
@@ -17,7 +19,7 @@ import re
 
 import pytest
 
-from compat_helpers import Server, TcpProxy, make_client
+from compat_helpers import SUPER_DIGEST, Server, TcpProxy, make_client
 
 _active_servers = []
 
@@ -58,6 +60,15 @@ def fresh_server(request, tmp_path_factory):
 @pytest.fixture
 def every_word_server(request, tmp_path_factory):
     s = _start(tmp_path_factory, request.node.name, ["4lw.commands.whitelist=*"])
+    yield s
+    _active_servers.remove(s)
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def reconfigurable_server(request, tmp_path_factory):
+    settings = ["reconfigEnabled=true", "DigestAuthenticationProvider.superDigest=" + SUPER_DIGEST]
+    s = _start(tmp_path_factory, request.module.__name__ + "-reconfigurable", settings)
     yield s
     _active_servers.remove(s)
     s.stop()
