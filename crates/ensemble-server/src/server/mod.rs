@@ -463,9 +463,11 @@ async fn follow_consensus(
                     let leaving = status.membership.leaving.contains(&status.id);
                     (status.membership.version, status.role, leaving)
                 };
-                let mut state = lock(&shared.state);
+                // The status changes with every commit; the tree's lock is taken only
+                // for a change of the membership or of this member's role.
                 if version != membership_version {
                     membership_version = version;
+                    let mut state = lock(&shared.state);
                     state.membership_changed(version);
                     if leaving {
                         // Its clients move to members that stay, now rather than
@@ -476,7 +478,7 @@ async fn follow_consensus(
                 if role != last_role {
                     // A new leader takes over session expiry at once.
                     last_role = role;
-                    state.session_tick(role);
+                    lock(&shared.state).session_tick(role);
                 }
             }
             _ = check.tick() => {
