@@ -926,8 +926,8 @@ enum Through {
 /// The election timeout is 1 to 2 s here, not 200 to 400 ms. A follower answers the
 /// heartbeats behind a batch only once it has written the batch, and a debug build writing
 /// tens of MiB on a machine busy compiling took longer than the default check-quorum window
-/// (two election timeouts, 0.8 s) in one run of eight: the leader let go of its proposal path
-/// and the commands queued on it. What this test guards against (a batch sent again whole at
+/// (two election timeouts, 0.8 s) in six runs of twelve: the leader let go of its proposal
+/// path and the commands queued on it. What this test guards against (a batch sent again whole at
 /// every timeout, never committing) fails at any election timeout.
 async fn commit_undisturbed(commands: Vec<Vec<u8>>, through: Through, wait: Duration) {
     let faults = Faults::default();
