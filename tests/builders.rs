@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+
 use ensemble::controller::build::{self, Children};
 use ensemble::controller::validate::{validate, ClusterConfig, Defaults};
 use k8s_openapi::api::core::v1::PodSpec;
@@ -193,6 +195,24 @@ fn minimal_example_builds_a_restricted_three_member_ensemble() {
     assert_eq!(peers.publish_not_ready_addresses, Some(true));
     let client = children.client_service.spec.as_ref().expect("client spec");
     assert_eq!(client.type_.as_deref(), Some("ClusterIP"));
+    // Clients reach only pods the operator has not taken out for leaving; new pods start in.
+    let clients_label = |labels: Option<&BTreeMap<String, String>>| {
+        labels.and_then(|l| l.get("ensemble.dev/clients")).cloned()
+    };
+    assert_eq!(
+        clients_label(client.selector.as_ref()).as_deref(),
+        Some("serve")
+    );
+    assert_eq!(
+        clients_label(peers.selector.as_ref()),
+        None,
+        "peers find every member"
+    );
+    let template = sts.template.metadata.as_ref().expect("template metadata");
+    assert_eq!(
+        clients_label(template.labels.as_ref()).as_deref(),
+        Some("serve")
+    );
     let pdb = children.pdb.spec.as_ref().expect("pdb spec");
     assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
 

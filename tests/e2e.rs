@@ -478,6 +478,16 @@ async fn three_members_heal_scale_and_roll_without_losing_a_write() {
 
     let writer = zk::Writer::start(&address, "/shrink");
     cc.scale(3);
+    // Members leave only after new connections stopped going to their pods: a leaving member
+    // closes its connections, and those clients must reconnect to members that stay.
+    let kept_away = cc.follow_leaving(&address, &[3, 4]).await;
+    println!("scaling 5 → 3: time each leaving member was kept from new clients {kept_away:?}");
+    for (ordinal, time) in kept_away {
+        assert!(
+            time >= Duration::from_secs(1),
+            "member {ordinal} left while new clients were still sent to it (kept away {time:?})"
+        );
+    }
     let status = cc.wait_available(3).await;
     assert_one_leader(&status, 3);
     for gone in ["pod/zk-3", "pod/zk-4", "pvc/data-zk-3", "pvc/data-zk-4"] {

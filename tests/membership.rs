@@ -41,6 +41,8 @@ struct Pod {
     data: Data,
     revision: u32,
     lag: u64,
+    /// Rounds since the operator took it out of the client Service (`None`: in it).
+    drained_for: Option<u32>,
 }
 
 impl Pod {
@@ -51,6 +53,7 @@ impl Pod {
             data: Data::Blank,
             revision,
             lag: 0,
+            drained_for: None,
         }
     }
 }
@@ -177,6 +180,7 @@ impl Sim {
                 ordinal,
                 terminating: pod.terminating,
                 outdated: pod.revision != self.revision,
+                drained: pod.drained_for.is_some_and(|rounds| rounds >= 1),
                 report: (pod.up && !pod.terminating).then(|| SeatReport {
                     initialized: pod.data != Data::Blank,
                     leader_id: self
@@ -199,6 +203,17 @@ impl Sim {
 
     /// One reconcile: decide, check, apply; then the world moves on by one round.
     fn round(&mut self) {
+        if !self.paused {
+            // The plan's pod writes: out of the client Service exactly when unwanted.
+            let desired = self.desired;
+            for (o, pod) in &mut self.pods {
+                if *o < desired {
+                    pod.drained_for = None;
+                } else if pod.drained_for.is_none() && !pod.terminating {
+                    pod.drained_for = Some(0);
+                }
+            }
+        }
         let decision = decide(&self.view());
         if let Some(step) = decision.step {
             assert!(!self.paused, "a step while paused: {step:?}");
@@ -262,6 +277,13 @@ impl Sim {
                         .is_none_or(|p| p.data != Data::Blank);
                 for o in [Some(ordinal), with].into_iter().flatten() {
                     assert_ne!(self.leader, Some(o), "removed the leader: {self:?}");
+                    let serving = self.pods.get(&o).is_some_and(|p| {
+                        p.data != Data::Blank && p.drained_for.is_none_or(|rounds| rounds < 1)
+                    });
+                    assert!(
+                        o < self.desired || !serving,
+                        "removed member {o} while clients could still be sent to it: {self:?}"
+                    );
                     assert!(self.voters.remove(&o) || self.learners.remove(&o));
                     if let Some(pod) = self.pods.get_mut(&o) {
                         if pod.data == Data::Member {
@@ -348,7 +370,12 @@ impl Sim {
                 pod.data = Data::Member;
                 pod.lag = 5_000;
             }
+            if let Some(rounds) = pod.drained_for.as_mut() {
+                *rounds += 1;
+            }
             if pod.terminating {
+                // Back from the template, which puts it in the client Service.
+                pod.drained_for = None;
                 pod.terminating = false;
                 pod.up = true;
                 pod.revision = self.revision;

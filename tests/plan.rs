@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ensemble::api::{MemberRole, Phase};
-use ensemble::controller::build;
 use ensemble::controller::observe::{AdminToken, MemberReport, Observed, ReportedMember};
 use ensemble::controller::plan::membership::Step;
-use ensemble::controller::plan::{differs, plan, EventKind, Write};
+use ensemble::controller::plan::{differs, plan, EventKind, Write, DRAIN_TIME};
 use ensemble::controller::validate::{validate, ClusterConfig, Defaults};
+use ensemble::controller::{build, names};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -69,12 +69,25 @@ fn converged(cfg: &ClusterConfig, ready: usize) -> Observed {
     }
 }
 
+/// A pod as the StatefulSet makes it from the template: in the client Service.
 fn member_pod(ordinal: usize, ready: bool) -> Pod {
     serde_json::from_value(json!({
-        "metadata": {"name": format!("zk-{ordinal}"), "labels": {"controller-revision-hash": "zk-1"}},
+        "metadata": {
+            "name": format!("zk-{ordinal}"),
+            "labels": {"controller-revision-hash": "zk-1", names::LABEL_CLIENTS: names::CLIENTS_SERVE},
+        },
         "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
     }))
     .expect("a pod")
+}
+
+/// What the operator's drain write does to a pod.
+fn take_out_of_client_service(pod: &mut Pod, when: &Time) {
+    let meta = &mut pod.metadata;
+    let labels = meta.labels.get_or_insert_with(Default::default);
+    labels.insert(names::LABEL_CLIENTS.into(), names::CLIENTS_DRAIN.into());
+    let annotations = meta.annotations.get_or_insert_with(Default::default);
+    annotations.insert(names::DRAINED_AT_ANNOTATION.into(), when.0.to_string());
 }
 
 fn report(id: i64, role: &str, applied: u64, commit: u64) -> MemberReport {
@@ -365,9 +378,39 @@ fn blank_members_get_an_ensemble_founded_on_the_first() {
 fn scaling_down_removes_members_before_their_pods_and_sizes_the_budget_from_the_voters() {
     let mut cfg = config();
     cfg.replicas = 1;
-    let observed = converged(&cfg_with_replicas(3), 3);
+    let mut observed = converged(&cfg_with_replicas(3), 3);
     let running = plan(&cfg_with_replicas(3), &observed, None, &at(0)).status;
-    let shrink = plan(&cfg, &observed, running.as_ref(), &at(5));
+
+    // First the two pods leave the client Service; their members stay.
+    let drain = plan(&cfg, &observed, running.as_ref(), &at(5));
+    assert_eq!(
+        drain.step, None,
+        "no member leaves while clients are sent to it"
+    );
+    let drained: Vec<_> = drain
+        .writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::PodClients { pod, drained_at } => Some((pod.as_str(), drained_at.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        drained,
+        [("zk-1", Some(at(5))), ("zk-2", Some(at(5)))],
+        "the unwanted pods leave the client Service, noting when"
+    );
+    assert_eq!(drain.requeue_after, DRAIN_TIME);
+    for pod in &mut observed.pods[1..] {
+        take_out_of_client_service(pod, &at(5));
+    }
+
+    let waiting = plan(&cfg, &observed, running.as_ref(), &at(6));
+    assert_eq!(waiting.step, None, "drained for 1 s of {DRAIN_TIME:?}");
+    assert!(waiting.writes.is_empty(), "{:?}", waiting.writes);
+    assert_eq!(waiting.requeue_after, DRAIN_TIME - Duration::from_secs(1));
+
+    let shrink = plan(&cfg, &observed, running.as_ref(), &at(8));
     assert_eq!(
         shrink.step,
         Some(Step::Remove {
@@ -396,6 +439,49 @@ fn scaling_down_removes_members_before_their_pods_and_sizes_the_budget_from_the_
         "three voters still spare one, as the budget already says"
     );
     assert_eq!(shrink.status.and_then(|s| s.phase), Some(Phase::Scaling));
+}
+
+#[test]
+fn a_wanted_pod_out_of_the_client_service_goes_back_in_before_the_service_changes() {
+    let cfg = config();
+    let mut observed = converged(&cfg, 3);
+    // zk-2 was drained for a scale-down that was taken back; zk-1 comes from an earlier
+    // release, whose template had no such label, and the Service does not select on it yet.
+    take_out_of_client_service(&mut observed.pods[2], &at(0));
+    if let Some(labels) = observed.pods[1].metadata.labels.as_mut() {
+        labels.remove(names::LABEL_CLIENTS);
+    }
+    let old_service = observed
+        .client_service
+        .as_mut()
+        .and_then(|s| s.spec.as_mut());
+    if let Some(spec) = old_service {
+        spec.selector = Some(names::selector_labels("zk"));
+    }
+
+    let p = plan(&cfg, &observed, None, &at(10));
+    let described: Vec<String> = p.writes.iter().map(|w| w.describe("zk")).collect();
+    assert_eq!(
+        described,
+        [
+            "Pod zk-1 into the client Service",
+            "Pod zk-2 into the client Service",
+            "Service zk",
+        ],
+        "the pods carry the label before the Service selects on it"
+    );
+    assert!(
+        matches!(
+            &p.writes[1],
+            Write::PodClients {
+                drained_at: None,
+                ..
+            }
+        ),
+        "back in, the annotation goes"
+    );
+    let reasons: Vec<&str> = p.events.iter().map(|e| e.reason).collect();
+    assert_eq!(reasons[..2], ["MemberServing", "MemberServing"]);
 }
 
 fn cfg_with_replicas(replicas: i32) -> ClusterConfig {

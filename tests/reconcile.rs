@@ -110,7 +110,8 @@ fn run_members(api: &FakeApi) {
                         "app.kubernetes.io/name": "ensemble",
                         "app.kubernetes.io/instance": "zk",
                         "app.kubernetes.io/component": "member",
-                        "controller-revision-hash": "zk-7d9f"
+                        "controller-revision-hash": "zk-7d9f",
+                        "ensemble.dev/clients": "serve"
                     }
                 },
                 "status": {

@@ -196,7 +196,8 @@ pub fn peers_service(cfg: &ClusterConfig) -> Service {
     }
 }
 
-/// The Service clients connect to; only ready members receive connections.
+/// The Service clients connect to; only ready members that the spec still wants receive
+/// connections (see [`names::LABEL_CLIENTS`]).
 pub fn client_service(cfg: &ClusterConfig) -> Service {
     let mut metadata = metadata(cfg, cfg.name.clone());
     if !cfg.client_service.annotations.is_empty() {
@@ -206,7 +207,7 @@ pub fn client_service(cfg: &ClusterConfig) -> Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(cfg.client_service.type_.as_str().into()),
-            selector: Some(selector_labels(&cfg.name)),
+            selector: Some(client_selector_labels(&cfg.name)),
             ports: Some(vec![service_port(CLIENT_PORT_NAME, CLIENT_PORT)]),
             ..ServiceSpec::default()
         }),
@@ -373,6 +374,7 @@ fn pod_template(cfg: &ClusterConfig, config_hash: &str) -> PodTemplateSpec {
     let pod = &cfg.pod;
     let mut labels = pod.labels.clone();
     labels.extend(object_labels(&cfg.name));
+    labels.insert(names::LABEL_CLIENTS.into(), names::CLIENTS_SERVE.into());
     let mut annotations = pod.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.into());
     PodTemplateSpec {

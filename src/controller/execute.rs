@@ -80,6 +80,29 @@ pub async fn execute_writes(
                     .patch(name, &apply_params(), &Patch::Apply(patch))
                     .await?;
             }
+            Write::PodClients { pod, drained_at } => {
+                let (label, annotations) = match drained_at {
+                    Some(at) => (
+                        names::CLIENTS_DRAIN,
+                        json!({names::DRAINED_AT_ANNOTATION: at.0.to_string()}),
+                    ),
+                    // Applying without the annotation drops it: the operator owns it.
+                    None => (names::CLIENTS_SERVE, json!({})),
+                };
+                let patch = json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": pod,
+                        "namespace": ns,
+                        "labels": {names::LABEL_CLIENTS: label},
+                        "annotations": annotations,
+                    },
+                });
+                Api::<Pod>::namespaced(client.clone(), ns)
+                    .patch(pod, &apply_params(), &Patch::Apply(patch))
+                    .await?;
+            }
         }
     }
     Ok(())

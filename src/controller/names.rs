@@ -38,6 +38,15 @@ pub const APP_NAME: &str = "ensemble";
 pub const COMPONENT_MEMBER: &str = "member";
 pub const MANAGED_BY: &str = "ensemble-operator";
 
+/// Pod label the client Service selects on. Pods start with [`CLIENTS_SERVE`] (the template
+/// sets it); the operator turns it to [`CLIENTS_DRAIN`] on a pod the spec no longer wants, so
+/// that new connections go elsewhere before the member leaves and closes the ones it has.
+pub const LABEL_CLIENTS: &str = "ensemble.dev/clients";
+pub const CLIENTS_SERVE: &str = "serve";
+pub const CLIENTS_DRAIN: &str = "drain";
+/// Pod annotation: when the operator took the pod out of the client Service (RFC 3339).
+pub const DRAINED_AT_ANNOTATION: &str = "ensemble.dev/drained-at";
+
 pub fn peers_service(cluster: &str) -> String {
     format!("{cluster}-peers")
 }
@@ -83,6 +92,13 @@ pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
 pub fn object_labels(cluster: &str) -> BTreeMap<String, String> {
     let mut labels = selector_labels(cluster);
     labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
+    labels
+}
+
+/// The client Service's selector: the members that take new client connections.
+pub fn client_selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cluster);
+    labels.insert(LABEL_CLIENTS.to_string(), CLIENTS_SERVE.to_string());
     labels
 }
 

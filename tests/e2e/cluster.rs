@@ -3,18 +3,20 @@
 //! to be a few lines on top of these: `TestCluster::apply`, `wait_available(n)`, `delete_pod`,
 //! `zk::write` / `zk::read`.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use ensemble::api::{CoordinationCluster, CoordinationClusterStatus, MemberRole, Phase};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 
 use super::bed::bed;
 use super::operator::{pod_ready, pod_state};
-use super::wait;
+use super::{wait, zk};
 
 pub struct TestCluster {
     pub name: String,
@@ -84,6 +86,59 @@ impl TestCluster {
             },
         )
         .await
+    }
+
+    /// The pods among the client Service's ready endpoints: where new connections go.
+    pub async fn serving_pods(&self) -> BTreeSet<String> {
+        let slices: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.namespace);
+        let by_service =
+            ListParams::default().labels(&format!("kubernetes.io/service-name={}", self.name));
+        let slices = slices
+            .list(&by_service)
+            .await
+            .unwrap_or_else(|e| panic!("listing the endpoints of Service {}: {e}", self.name));
+        slices
+            .items
+            .iter()
+            .flat_map(|slice| &slice.endpoints)
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            .filter_map(|e| e.target_ref.as_ref()?.name.clone())
+            .collect()
+    }
+
+    /// Follows members leaving the ensemble (by ordinal) until `/zookeeper/config`, read through
+    /// `address`, lists none of them; returns how long each was seen still in the
+    /// configuration while new client connections were no longer sent to its pod.
+    pub async fn follow_leaving(&self, address: &str, leaving: &[i32]) -> BTreeMap<i32, Duration> {
+        let mut kept_away: BTreeMap<i32, Duration> =
+            leaving.iter().map(|o| (*o, Duration::ZERO)).collect();
+        let deadline = Instant::now() + wait::POD_READY;
+        let mut last = Instant::now();
+        loop {
+            let ids = zk::config_ids(address);
+            let serving = self.serving_pods().await;
+            let since_last = last.elapsed();
+            last = Instant::now();
+            let members: Vec<i32> = leaving
+                .iter()
+                .copied()
+                .filter(|o| ids.contains(&(i64::from(*o) + 1)))
+                .collect();
+            if members.is_empty() {
+                return kept_away;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members {members:?} still in the configuration {ids:?} after {:?}",
+                wait::POD_READY
+            );
+            for o in members {
+                if !serving.contains(&format!("{}-{o}", self.name)) {
+                    *kept_away.entry(o).or_default() += since_last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn member_selector(&self) -> ListParams {

@@ -173,6 +173,33 @@ pub fn children(address: &str, path: &str) -> Vec<String> {
     })
 }
 
+/// The member ids in `/zookeeper/config`, read after a sync so that the member answering is as
+/// current as the leader.
+pub fn config_ids(address: &str) -> Vec<i64> {
+    let address = address.to_string();
+    let text = bed().in_netns(move || async move {
+        let client = session(&address).await;
+        client
+            .sync("/zookeeper/config")
+            .await
+            .unwrap_or_else(|e| panic!("sync /zookeeper/config: {e}"));
+        let (data, _) = client
+            .get_data("/zookeeper/config")
+            .await
+            .unwrap_or_else(|e| panic!("get /zookeeper/config on {address}: {e}"));
+        String::from_utf8_lossy(&data).into_owned()
+    });
+    text.lines()
+        .filter_map(|line| {
+            line.strip_prefix("server.")?
+                .split_once('=')?
+                .0
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 /// Stops the writer, prints what the operation cost, and checks that every acknowledged write
 /// is there.
 pub fn check_writes(address: &str, prefix: &str, operation: &str, writer: Writer) {

@@ -93,10 +93,11 @@ Granted by a ClusterRole, or by a Role in each of watchNamespaces.
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Member pods are observed for readiness; a rolling restart deletes one pod at a time, because the
-# StatefulSet uses the OnDelete update strategy.
+# StatefulSet uses the OnDelete update strategy; a pod whose member is to leave is labelled out
+# of the client Service first (a server-side apply patch).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 # Member data volumes: observed; grown by a server-side apply patch when storage.size increases
 # (a StatefulSet's claim template is immutable); deleted on scale-down when reclaimPolicy is Delete.
 - apiGroups: [""]

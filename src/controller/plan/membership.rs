@@ -46,7 +46,10 @@
 //! healthy, so one member is down at a time and the one that came back caught up before the
 //! next goes; with one or two voters a restart cannot keep a quorum and is done anyway (there
 //! is no other way to update them). The leader is restarted or removed only after leadership
-//! moved, unless it is the only voter.
+//! moved, unless it is the only voter. A member the spec no longer wants leaves the membership
+//! only once its pod is `drained` (out of the client Service for a while; see
+//! [`super::DRAIN_TIME`]): a member that leaves closes its client connections, and the clients
+//! that reconnect through the Service must not be sent back to it or to the other one leaving.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,6 +83,8 @@ pub struct Seat {
     pub terminating: bool,
     /// Runs an older pod template than the StatefulSet's current one.
     pub outdated: bool,
+    /// Out of the client Service long enough that new connections no longer reach it.
+    pub drained: bool,
     /// What its admin port said; `None` if it did not answer.
     pub report: Option<SeatReport>,
 }
@@ -415,10 +420,7 @@ impl<'a> Ensemble<'a> {
                 ));
             }
             if let Some(&unwanted) = self.leader.learners.keys().find(|l| **l >= desired) {
-                return d.take(Step::Remove {
-                    ordinal: unwanted,
-                    with: None,
-                });
+                return self.remove_unwanted(d, unwanted, None);
             }
             let together = if voters % 2 == 1 && desired >= voters + 2 {
                 2
@@ -487,7 +489,7 @@ impl<'a> Ensemble<'a> {
                 .collect();
             let after = voters - leaving.len() as i32;
             return if quorum_now && self.healthy_voters(&leaving) >= quorum(after) {
-                d.take(Step::Remove { ordinal: o, with })
+                self.remove_unwanted(d, o, with)
             } else {
                 d.wait(format!(
                     "removing {} would leave too few healthy voters ({healthy} of {voters} healthy)",
@@ -533,6 +535,21 @@ impl<'a> Ensemble<'a> {
 
         // 10. Rolling restart.
         self.roll(d)
+    }
+
+    /// Removes members the spec no longer wants once their pods are drained.
+    fn remove_unwanted(&self, d: Decision, ordinal: i32, with: Option<i32>) -> Decision {
+        // A pod that is gone takes no connections.
+        let draining = [Some(ordinal), with]
+            .into_iter()
+            .flatten()
+            .find(|o| self.seats.get(o).is_some_and(|s| !s.drained));
+        match draining {
+            Some(o) => d.wait(format!(
+                "member {o} leaves the client Service before it leaves the membership"
+            )),
+            None => d.take(Step::Remove { ordinal, with }),
+        }
     }
 
     fn roll(&self, d: Decision) -> Decision {

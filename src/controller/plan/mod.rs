@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeCla
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -52,6 +53,11 @@ pub enum Write {
         name: String,
         size: String,
     },
+    /// Put a pod in the client Service (`drained_at` is `None`) or take it out, noting when.
+    PodClients {
+        pod: String,
+        drained_at: Option<Time>,
+    },
 }
 
 impl Write {
@@ -64,6 +70,7 @@ impl Write {
             Write::Pdb(o) => ("policy/v1", "PodDisruptionBudget", o.metadata.name.clone()),
             Write::StatefulSet(o) => ("apps/v1", "StatefulSet", o.metadata.name.clone()),
             Write::ResizeClaim { name, .. } => ("v1", "PersistentVolumeClaim", Some(name.clone())),
+            Write::PodClients { pod, .. } => ("v1", "Pod", Some(pod.clone())),
         };
         ObjectReference {
             api_version: Some(api_version.into()),
@@ -86,6 +93,11 @@ impl Write {
             Write::Pdb(o) => format!("PodDisruptionBudget {}", name(&o.metadata)),
             Write::StatefulSet(o) => format!("StatefulSet {}", name(&o.metadata)),
             Write::ResizeClaim { name, size } => format!("PersistentVolumeClaim {name} to {size}"),
+            Write::PodClients {
+                pod,
+                drained_at: None,
+            } => format!("Pod {pod} into the client Service"),
+            Write::PodClients { pod, .. } => format!("Pod {pod} out of the client Service"),
         }
     }
 }
@@ -127,11 +139,14 @@ pub struct Plan {
 const REQUEUE_PROGRESSING: Duration = Duration::from_secs(5);
 /// Requeue after a membership step, to take the next one soon.
 const REQUEUE_STEP: Duration = Duration::from_secs(2);
-/// Requeue after members were removed: the next reconcile shrinks the StatefulSet, and the
-/// removed pods, which refuse every session, leave the Service's endpoints only once they
-/// terminate (their readiness probe would take up to 10 s); until then a client moving away
-/// from them may land on one again.
+/// Requeue after members were removed: the next reconcile shrinks the StatefulSet, so that the
+/// removed members, which hold resources and refuse every session, go at once.
 const REQUEUE_REMOVED: Duration = Duration::from_millis(100);
+/// How long a pod the spec no longer wants is out of the client Service before its member leaves
+/// the membership: the endpoint controllers and every node's kube-proxy (which applies changes
+/// at most once a second by default) stop sending new connections to it meanwhile, while the
+/// connections it has keep working.
+pub const DRAIN_TIME: Duration = Duration::from_secs(3);
 /// Requeue of a converged cluster, to refresh leader and lag in the status and catch drift.
 const REQUEUE_CONVERGED: Duration = Duration::from_secs(60);
 
@@ -142,11 +157,11 @@ pub fn plan(
     previous: Option<&CoordinationClusterStatus>,
     now: &Time,
 ) -> Plan {
-    let decision = membership::decide(&view(cfg, observed, previous));
+    let decision = membership::decide(&view(cfg, observed, previous, now));
     let writes = if cfg.paused {
         Vec::new()
     } else {
-        plan_writes(cfg, observed, &decision)
+        plan_writes(cfg, observed, &decision, now)
     };
     let mut events: Vec<PlannedEvent> = writes
         .iter()
@@ -196,6 +211,11 @@ pub fn plan(
     // out) shows an unknown role: look again soon rather than in a minute.
     let reported = facts.members.iter().all(|m| m.role != MemberRole::Unknown);
     let converged = writes.is_empty() && phase == Phase::Running && reported;
+    let draining = if decision.step.is_none() && !cfg.paused {
+        drain_left(cfg, observed, now)
+    } else {
+        None
+    };
     Plan {
         writes,
         step: decision.step,
@@ -203,6 +223,8 @@ pub fn plan(
         events,
         requeue_after: if matches!(decision.step, Some(Step::Remove { .. })) {
             REQUEUE_REMOVED
+        } else if let Some(left) = draining {
+            left
         } else if decision.step.is_some() {
             REQUEUE_STEP
         } else if converged || cfg.paused {
@@ -280,7 +302,12 @@ fn plan_blocked(
     }
 }
 
-fn plan_writes(cfg: &ClusterConfig, observed: &Observed, decision: &Decision) -> Vec<Write> {
+fn plan_writes(
+    cfg: &ClusterConfig,
+    observed: &Observed,
+    decision: &Decision,
+    now: &Time,
+) -> Vec<Write> {
     let Children {
         config_map,
         peers_service,
@@ -307,7 +334,9 @@ fn plan_writes(cfg: &ClusterConfig, observed: &Observed, decision: &Decision) ->
         spec.volume_claim_templates = Some(templates);
     }
 
-    let mut writes = Vec::new();
+    // Pods first: the client Service selects on their label, which pods of an earlier release
+    // lack, so they get it before the Service asks for it.
+    let mut writes = pods_clients(cfg, observed, now);
     if differs(&config_map, observed.config_map.as_ref()) {
         writes.push(Write::ConfigMap(config_map));
     }
@@ -328,6 +357,82 @@ fn plan_writes(cfg: &ClusterConfig, observed: &Observed, decision: &Decision) ->
     }
     writes.extend(claims_to_grow(cfg, &observed.claims));
     writes
+}
+
+/// Whether a pod should take new client connections: only while the spec wants its member.
+fn should_serve(cfg: &ClusterConfig, ordinal: i32) -> bool {
+    ordinal < cfg.replicas
+}
+
+/// A pod's place in the client Service as observed: `None` while it serves, else when it was
+/// taken out (`None` inside if the annotation is missing or unreadable).
+fn drained_at(pod: &Pod) -> Option<Option<jiff::Timestamp>> {
+    let meta = &pod.metadata;
+    let label = meta.labels.as_ref()?.get(names::LABEL_CLIENTS);
+    if label.map(String::as_str) == Some(names::CLIENTS_SERVE) {
+        return None;
+    }
+    Some(
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(names::DRAINED_AT_ANNOTATION))
+            .and_then(|t| t.parse().ok()),
+    )
+}
+
+/// The pods of this cluster that are not shutting down, with their ordinals.
+fn live_pods<'a>(
+    cfg: &'a ClusterConfig,
+    observed: &'a Observed,
+) -> impl Iterator<Item = (i32, &'a Pod)> + 'a {
+    observed.pods.iter().filter_map(|pod| {
+        let ordinal = names::ordinal_of(&cfg.name, pod.metadata.name.as_deref()?)?;
+        pod.metadata
+            .deletion_timestamp
+            .is_none()
+            .then_some((ordinal, pod))
+    })
+}
+
+/// Moves pods into or out of the client Service as the spec wants (see [`DRAIN_TIME`]).
+fn pods_clients(cfg: &ClusterConfig, observed: &Observed, now: &Time) -> Vec<Write> {
+    live_pods(cfg, observed)
+        .filter_map(|(ordinal, pod)| {
+            let pod_name = pod.metadata.name.clone()?;
+            let drained = drained_at(pod);
+            match (should_serve(cfg, ordinal), drained) {
+                (true, None) | (false, Some(Some(_))) => None,
+                (true, Some(_)) => Some(Write::PodClients {
+                    pod: pod_name,
+                    drained_at: None,
+                }),
+                (false, _) => Some(Write::PodClients {
+                    pod: pod_name,
+                    drained_at: Some(now.clone()),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// How long until the last pod being drained has been out of the client Service for
+/// [`DRAIN_TIME`], if one has not yet.
+fn drain_left(cfg: &ClusterConfig, observed: &Observed, now: &Time) -> Option<Duration> {
+    live_pods(cfg, observed)
+        .filter(|(ordinal, _)| !should_serve(cfg, *ordinal))
+        .map(|(_, pod)| {
+            let out_for = drained_at(pod)
+                .flatten()
+                .map_or(Duration::ZERO, |at| out_for(at, now));
+            DRAIN_TIME.saturating_sub(out_for)
+        })
+        .filter(|left| !left.is_zero())
+        .max()
+}
+
+/// How long ago `at` was (zero if in the future: clocks of two operator pods may differ).
+fn out_for(at: jiff::Timestamp, now: &Time) -> Duration {
+    Duration::try_from(now.0.duration_since(at)).unwrap_or(Duration::ZERO)
 }
 
 fn claims_to_grow(cfg: &ClusterConfig, claims: &[PersistentVolumeClaim]) -> Vec<Write> {
@@ -358,6 +463,29 @@ fn claims_to_grow(cfg: &ClusterConfig, claims: &[PersistentVolumeClaim]) -> Vec<
 }
 
 fn write_event(write: &Write, cfg: &ClusterConfig, observed: &Observed) -> PlannedEvent {
+    if let Write::PodClients { pod, drained_at } = write {
+        let (reason, note) = match drained_at {
+            Some(_) => (
+                "MemberDraining",
+                format!(
+                    "Took pod {pod} out of the client Service; its member leaves the membership \
+                     in {} s",
+                    DRAIN_TIME.as_secs()
+                ),
+            ),
+            None => (
+                "MemberServing",
+                format!("Put pod {pod} into the client Service"),
+            ),
+        };
+        return PlannedEvent {
+            kind: EventKind::Normal,
+            reason,
+            note,
+            action: "Reconcile",
+            related: Some(write.reference(cfg)),
+        };
+    }
     let existed = match write {
         Write::ConfigMap(_) => observed.config_map.is_some(),
         Write::CreateAdminSecret => false,
@@ -367,7 +495,7 @@ fn write_event(write: &Write, cfg: &ClusterConfig, observed: &Observed) -> Plann
         Write::Service(_) => observed.peers_service.is_some(),
         Write::Pdb(_) => observed.pdb.is_some(),
         Write::StatefulSet(_) => observed.statefulset.is_some(),
-        Write::ResizeClaim { .. } => true,
+        Write::ResizeClaim { .. } | Write::PodClients { .. } => true,
     };
     let what = write.describe(&cfg.name);
     let (reason, note) = match write {
@@ -520,6 +648,7 @@ fn view(
     cfg: &ClusterConfig,
     observed: &Observed,
     previous: Option<&CoordinationClusterStatus>,
+    now: &Time,
 ) -> View {
     let ordinal_of_id = |id: i64| i32::try_from(id - 1).ok();
     let seats = observed
@@ -531,6 +660,9 @@ fn view(
                 ordinal: names::ordinal_of(&cfg.name, name)?,
                 terminating: pod.metadata.deletion_timestamp.is_some(),
                 outdated: outdated(observed, pod),
+                drained: drained_at(pod)
+                    .flatten()
+                    .is_some_and(|at| out_for(at, now) >= DRAIN_TIME),
                 report: observed.reports.get(name).map(|r| SeatReport {
                     initialized: r.initialized,
                     leader_id: r.leader_id,
