@@ -650,7 +650,7 @@ async fn membership_changes_one_at_a_time() {
     let _ = pending.await.unwrap();
     wait_leader(&[&founder, &two, &three]).await;
     eventually("no change in flight", Duration::from_secs(10), || {
-        let learners = founder.consensus.status().membership.learners;
+        let learners = founder.consensus.status().membership.learners.clone();
         learners.is_empty() || learners.keys().all(|id| *id == 5)
     })
     .await;

@@ -232,7 +232,8 @@ pub struct Status {
     pub commit_index: u64,
     pub applied_index: u64,
     pub snapshot_index: u64,
-    pub membership: Membership,
+    /// Shared: a status is published on every commit, the membership changes rarely.
+    pub membership: Arc<Membership>,
     /// On the leader: the highest index known to be on each member (itself included).
     pub matched: BTreeMap<MemberId, u64>,
 }
@@ -447,7 +448,7 @@ impl Consensus {
             commit_index: 0,
             applied_index: 0,
             snapshot_index: 0,
-            membership: Membership::default(),
+            membership: Arc::default(),
             matched: BTreeMap::new(),
         });
         let (generation, _) = watch::channel(0);

@@ -39,8 +39,8 @@ use super::transfer::{Assembly, Chunk, Taken};
 use super::transport::{
     Change, Connection, Peers, Request, Response, Service, WireError, RECONNECT_BACKOFF,
 };
-use super::types::{membership_view, Command, Raft, Snapshot, Vote};
-use super::{ConsensusError, MemberId, Options, Role, StateMachine, Status};
+use super::types::{membership_view, Command, LogId, Raft, Snapshot, Vote};
+use super::{ConsensusError, MemberId, Membership, Options, Role, StateMachine, Status};
 
 /// How long a forwarded request waits for the leader.
 pub(crate) const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -429,10 +429,20 @@ impl Node {
         let mut leading_since: Option<(u64, tokio::time::Instant)> = None;
         let election_max = self.options.election_timeout.1;
         let quorum_window = election_max * QUORUM_WINDOW_TIMEOUTS;
+        // The view of the membership, rebuilt only when openraft's changes.
+        let mut known: Option<(Option<LogId>, Arc<Membership>)> = None;
         loop {
             let status = {
-                let m = metrics.borrow_and_update().clone();
-                let membership = membership_view(&m.membership_config);
+                let m = metrics.borrow_and_update();
+                let log_id = m.membership_config.log_id();
+                let membership = match &known {
+                    Some((id, view)) if id == log_id => Arc::clone(view),
+                    _ => {
+                        let view = Arc::new(membership_view(&m.membership_config));
+                        known = Some((*log_id, Arc::clone(&view)));
+                        view
+                    }
+                };
                 let in_membership = membership.voters.contains_key(&self.id)
                     || membership.learners.contains_key(&self.id);
                 let mut leader = m.current_leader;
