@@ -16,7 +16,12 @@
 //!   committed log id is only a recovery hint (a restarted member learns the commit
 //!   point again from a quorum), so it is written at most every [`COMMITTED_EVERY`]
 //!   and when the writer stops, not with every batch: its three fsyncs would
-//!   otherwise more than double the disk time of every serial write.
+//!   otherwise more than double the disk time of every serial write. Nor does every
+//!   commit send the writer a message, which would wake its thread once per write on
+//!   every member: the latest committed log id waits in a shared [`CommitHint`] with
+//!   the count of appends sent before it, the writer is nudged at most every
+//!   [`COMMITTED_EVERY`], and it persists the value only once it has flushed that
+//!   many appends, so a commit index is never persisted ahead of its entries.
 //! - **Preallocation.** The active segment is allocated ahead of its records in steps
 //!   of [`ALLOCATE_BYTES`], by writing zeros, so appending never changes the file's
 //!   size and an `fdatasync` flushes the records' blocks only. Zeros are written rather
@@ -75,6 +80,8 @@ pub(crate) struct LogStore {
 
 struct Shared {
     mem: Mutex<Mem>,
+    /// Shared with the writer thread.
+    hint: Arc<Mutex<CommitHint>>,
     /// `None` in memory mode, and after [`LogStore::close`].
     writer: Mutex<Option<mpsc::Sender<Op>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -87,6 +94,18 @@ struct Mem {
     vote: Option<Vote>,
     committed: Option<LogId>,
     purged: Option<LogId>,
+}
+
+/// The commit index on its way to disk; see the module contract.
+#[derive(Default)]
+struct CommitHint {
+    /// Appends sent to the writer so far.
+    appends_sent: u64,
+    /// The latest committed log id not persisted yet, with `appends_sent` when it was
+    /// set: it may be persisted once the writer has flushed that many appends.
+    latest: Option<(Option<LogId>, u64)>,
+    /// When the writer was last woken for a commit.
+    nudged: Option<Instant>,
 }
 
 type Reply = tokio::sync::oneshot::Sender<io::Result<()>>;
@@ -125,11 +144,12 @@ enum Op {
     Truncate(u64, Reply),
     Purge(LogId, Reply),
     Vote(Vote, Reply),
-    Committed(Option<LogId>),
+    /// Only a wake-up: the value is in the [`CommitHint`].
+    Committed,
 }
 
-fn lock(mem: &Mutex<Mem>) -> MutexGuard<'_, Mem> {
-    mem.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LogStore {
@@ -138,6 +158,7 @@ impl LogStore {
         LogStore {
             shared: Arc::new(Shared {
                 mem: Mutex::new(Mem::default()),
+                hint: Arc::default(),
                 writer: Mutex::new(None),
                 thread: Mutex::new(None),
                 lock: Mutex::new(None),
@@ -185,13 +206,16 @@ impl LogStore {
         }
 
         let (tx, rx) = mpsc::channel();
+        let hint: Arc<Mutex<CommitHint>> = Arc::default();
+        let writer_hint = Arc::clone(&hint);
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || disk.run(rx))
+            .spawn(move || disk.run(rx, &writer_hint))
             .map_err(|e| format!("starting the log writer: {e}"))?;
         Ok(LogStore {
             shared: Arc::new(Shared {
                 mem: Mutex::new(mem),
+                hint,
                 writer: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 lock: Mutex::new(Some(lock_file)),
@@ -298,7 +322,18 @@ impl RaftLogStorage<C> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         lock(&self.shared.mem).committed = committed;
         if self.is_durable() {
-            self.send(Op::Committed(committed))?;
+            let nudge = {
+                let mut hint = lock(&self.shared.hint);
+                hint.latest = Some((committed, hint.appends_sent));
+                let due = hint.nudged.is_none_or(|at| at.elapsed() >= COMMITTED_EVERY);
+                if due {
+                    hint.nudged = Some(Instant::now());
+                }
+                due
+            };
+            if nudge {
+                self.send(Op::Committed)?;
+            }
         }
         Ok(())
     }
@@ -324,6 +359,7 @@ impl RaftLogStorage<C> for LogStore {
             }
         }
         if durable {
+            lock(&self.shared.hint).appends_sent += 1;
             self.send(Op::Append(records, callback))?;
         } else {
             callback.io_completed(Ok(()));
@@ -540,12 +576,13 @@ impl Disk {
         })
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Op>) {
-        let mut committed = None;
+    fn run(mut self, rx: mpsc::Receiver<Op>, hint: &Mutex<CommitHint>) {
+        // Appends flushed so far, and when a commit index was last written.
+        let mut flushed = 0;
         let mut committed_written = Instant::now();
         loop {
             // A commit index waiting to be written bounds the wait for the next operation.
-            let first = if committed.is_some() {
+            let first = if lock(hint).latest.is_some() {
                 let wait = COMMITTED_EVERY.saturating_sub(committed_written.elapsed());
                 match rx.recv_timeout(wait) {
                     Ok(op) => Some(op),
@@ -562,10 +599,10 @@ impl Disk {
             for op in first.into_iter().chain(rx.try_iter()) {
                 match op {
                     Op::Append(records, callback) => appends.push((records, callback)),
-                    Op::Committed(c) => committed = Some(c),
+                    Op::Committed => {}
                     other => {
-                        self.flush(&mut appends);
-                        self.write_committed(&mut committed);
+                        flushed += self.flush(&mut appends);
+                        self.write_committed(hint, flushed);
                         committed_written = Instant::now();
                         match other {
                             Op::Truncate(from, reply) => {
@@ -579,36 +616,46 @@ impl Disk {
                                     encode(&vote).and_then(|b| self.write_file("vote", &b));
                                 let _ = reply.send(result);
                             }
-                            Op::Append(..) | Op::Committed(_) => {}
+                            Op::Append(..) | Op::Committed => {}
                         }
                     }
                 }
             }
-            self.flush(&mut appends);
+            flushed += self.flush(&mut appends);
             if committed_written.elapsed() >= COMMITTED_EVERY {
-                self.write_committed(&mut committed);
+                self.write_committed(hint, flushed);
                 committed_written = Instant::now();
             }
         }
-        self.write_committed(&mut committed);
+        self.write_committed(hint, flushed);
     }
 
     fn write_file(&self, name: &str, body: &[u8]) -> io::Result<()> {
         write_record_atomic(&self.dir.join(name), &[&encode(&body.to_vec())?])
     }
 
-    fn write_committed(&mut self, committed: &mut Option<Option<LogId>>) {
-        if let Some(c) = committed.take() {
-            if let Err(e) = encode(&c).and_then(|b| self.write_file("committed", &b)) {
-                tracing::error!(error = %e, "persisting the commit index failed");
+    /// Persists the latest commit index if the appends sent before it are flushed.
+    fn write_committed(&mut self, hint: &Mutex<CommitHint>, flushed: u64) {
+        let committed = {
+            let mut hint = lock(hint);
+            match hint.latest {
+                Some((committed, after)) if after <= flushed => {
+                    hint.latest = None;
+                    committed
+                }
+                _ => return,
             }
+        };
+        if let Err(e) = encode(&committed).and_then(|b| self.write_file("committed", &b)) {
+            tracing::error!(error = %e, "persisting the commit index failed");
         }
     }
 
-    /// Writes every pending append, fsyncs once, then acknowledges them all.
-    fn flush(&mut self, appends: &mut Vec<PendingAppend>) {
+    /// Writes every pending append, fsyncs once, then acknowledges them all; returns
+    /// how many were made durable.
+    fn flush(&mut self, appends: &mut Vec<PendingAppend>) -> u64 {
         if appends.is_empty() {
-            return;
+            return 0;
         }
         let records = appends.iter().flat_map(|(records, _)| records.iter());
         let result = self
@@ -617,12 +664,18 @@ impl Disk {
         if result.is_ok() {
             self.durable = self.allocated;
         }
+        let count = appends.len() as u64;
         for (_, callback) in appends.drain(..) {
             let outcome = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             };
             callback.io_completed(outcome);
+        }
+        if result.is_ok() {
+            count
+        } else {
+            0
         }
     }
 
@@ -748,5 +801,70 @@ impl Disk {
         let kept = self.offsets.split_off(&(upto.index + 1));
         self.offsets = kept;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{blank_ent, log_id};
+    use openraft::type_config::TypeConfigExt;
+
+    use super::*;
+
+    fn committed_on_disk(dir: &Path) -> Option<Option<LogId>> {
+        read_small_file::<Vec<u8>>(&dir.join("committed"))
+            .unwrap()
+            .map(|b| decode(&b).unwrap())
+    }
+
+    #[test]
+    fn a_commit_index_waits_for_the_appends_sent_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mem = Mem::default();
+        let mut disk = Disk::recover(dir.path(), &mut mem).unwrap();
+        let committed = Some(log_id::<C>(1, 1, 5));
+        let hint = Mutex::new(CommitHint {
+            appends_sent: 2,
+            latest: Some((committed, 2)),
+            nudged: None,
+        });
+
+        disk.write_committed(&hint, 1);
+        assert_eq!(
+            committed_on_disk(dir.path()),
+            None,
+            "one append not flushed yet"
+        );
+        assert!(lock(&hint).latest.is_some(), "still waiting");
+
+        disk.write_committed(&hint, 2);
+        assert_eq!(committed_on_disk(dir.path()), Some(committed));
+        assert!(lock(&hint).latest.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_last_commit_index_is_written_when_the_writer_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let (tx, rx) = C::oneshot();
+        let entries = (1..=3).map(|i| blank_ent::<C>(1, 1, i));
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+        for i in 1..=3 {
+            log.save_committed(Some(log_id::<C>(1, 1, i)))
+                .await
+                .unwrap();
+        }
+        log.close();
+        assert_eq!(
+            committed_on_disk(dir.path()),
+            Some(Some(log_id::<C>(1, 1, 3)))
+        );
+        let mut log = LogStore::open(dir.path()).unwrap();
+        assert_eq!(
+            log.read_committed().await.unwrap(),
+            Some(log_id::<C>(1, 1, 3))
+        );
+        log.close();
     }
 }
