@@ -429,7 +429,7 @@ impl Node {
         let mut leading_since: Option<(u64, tokio::time::Instant)> = None;
         let election_max = self.options.election_timeout.1;
         let quorum_window = election_max * QUORUM_WINDOW_TIMEOUTS;
-        // The view of the membership, rebuilt only when openraft's changes.
+        // The view of the membership, rebuilt only when openraft's membership changes.
         let mut known: Option<(Option<LogId>, Arc<Membership>)> = None;
         loop {
             let status = {
