@@ -420,19 +420,17 @@ fn pods_clients(cfg: &ClusterConfig, observed: &Observed, now: &Time) -> Vec<Wri
 fn drain_left(cfg: &ClusterConfig, observed: &Observed, now: &Time) -> Option<Duration> {
     live_pods(cfg, observed)
         .filter(|(ordinal, _)| !should_serve(cfg, *ordinal))
-        .map(|(_, pod)| {
-            let out_for = drained_at(pod)
-                .flatten()
-                .map_or(Duration::ZERO, |at| out_for(at, now));
-            DRAIN_TIME.saturating_sub(out_for)
-        })
+        .map(|(_, pod)| DRAIN_TIME.saturating_sub(out_of_service_for(pod, now).unwrap_or_default()))
         .filter(|left| !left.is_zero())
         .max()
 }
 
-/// How long ago `at` was (zero if in the future: clocks of two operator pods may differ).
-fn out_for(at: jiff::Timestamp, now: &Time) -> Duration {
-    Duration::try_from(now.0.duration_since(at)).unwrap_or(Duration::ZERO)
+/// How long a pod has been out of the client Service (`None` while it serves; zero without a
+/// readable time, or with one in the future: clocks of two operator pods may differ).
+fn out_of_service_for(pod: &Pod, now: &Time) -> Option<Duration> {
+    let at = drained_at(pod)?;
+    let since = at.map(|at| Duration::try_from(now.0.duration_since(at)));
+    Some(since.and_then(Result::ok).unwrap_or(Duration::ZERO))
 }
 
 fn claims_to_grow(cfg: &ClusterConfig, claims: &[PersistentVolumeClaim]) -> Vec<Write> {
@@ -463,29 +461,6 @@ fn claims_to_grow(cfg: &ClusterConfig, claims: &[PersistentVolumeClaim]) -> Vec<
 }
 
 fn write_event(write: &Write, cfg: &ClusterConfig, observed: &Observed) -> PlannedEvent {
-    if let Write::PodClients { pod, drained_at } = write {
-        let (reason, note) = match drained_at {
-            Some(_) => (
-                "MemberDraining",
-                format!(
-                    "Took pod {pod} out of the client Service; its member leaves the membership \
-                     in {} s",
-                    DRAIN_TIME.as_secs()
-                ),
-            ),
-            None => (
-                "MemberServing",
-                format!("Put pod {pod} into the client Service"),
-            ),
-        };
-        return PlannedEvent {
-            kind: EventKind::Normal,
-            reason,
-            note,
-            action: "Reconcile",
-            related: Some(write.reference(cfg)),
-        };
-    }
     let existed = match write {
         Write::ConfigMap(_) => observed.config_map.is_some(),
         Write::CreateAdminSecret => false,
@@ -500,6 +475,24 @@ fn write_event(write: &Write, cfg: &ClusterConfig, observed: &Observed) -> Plann
     let what = write.describe(&cfg.name);
     let (reason, note) = match write {
         Write::ResizeClaim { .. } => ("VolumeResized", format!("Resized {what}")),
+        Write::PodClients {
+            pod,
+            drained_at: Some(_),
+        } => (
+            "MemberDraining",
+            format!(
+                "Took pod {pod} out of the client Service; its member leaves the membership in \
+                 {} s",
+                DRAIN_TIME.as_secs()
+            ),
+        ),
+        Write::PodClients {
+            pod,
+            drained_at: None,
+        } => (
+            "MemberServing",
+            format!("Put pod {pod} into the client Service"),
+        ),
         _ if existed => ("Updated", format!("Updated {what} to match the spec")),
         _ => ("Created", format!("Created {what}")),
     };
@@ -660,9 +653,7 @@ fn view(
                 ordinal: names::ordinal_of(&cfg.name, name)?,
                 terminating: pod.metadata.deletion_timestamp.is_some(),
                 outdated: outdated(observed, pod),
-                drained: drained_at(pod)
-                    .flatten()
-                    .is_some_and(|at| out_for(at, now) >= DRAIN_TIME),
+                drained: out_of_service_for(pod, now).is_some_and(|out| out >= DRAIN_TIME),
                 report: observed.reports.get(name).map(|r| SeatReport {
                     initialized: r.initialized,
                     leader_id: r.leader_id,

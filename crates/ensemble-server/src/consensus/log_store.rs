@@ -19,9 +19,11 @@
 //!   otherwise more than double the disk time of every serial write. Nor does every
 //!   commit send the writer a message, which would wake its thread once per write on
 //!   every member: the latest committed log id waits in a shared [`CommitHint`] with
-//!   the count of appends sent before it, the writer is nudged at most every
-//!   [`COMMITTED_EVERY`], and it persists the value only once it has flushed that
-//!   many appends, so a commit index is never persisted ahead of its entries.
+//!   the count of appends sent before it, and the writer persists it only once it has
+//!   flushed that many appends, so a commit index is never persisted ahead of its
+//!   entries. The writer is woken only when a value arrives while none waits (while one
+//!   waits, its wait for the next operation is bounded anyway), so at most once per
+//!   write of the file.
 //! - **Preallocation.** The active segment is allocated ahead of its records in steps
 //!   of [`ALLOCATE_BYTES`], by writing zeros, so appending never changes the file's
 //!   size and an `fdatasync` flushes the records' blocks only. Zeros are written rather
@@ -104,8 +106,6 @@ struct CommitHint {
     /// The latest committed log id not persisted yet, with `appends_sent` when it was
     /// set: it may be persisted once the writer has flushed that many appends.
     latest: Option<(Option<LogId>, u64)>,
-    /// When the writer was last woken for a commit.
-    nudged: Option<Instant>,
 }
 
 type Reply = tokio::sync::oneshot::Sender<io::Result<()>>;
@@ -322,16 +322,14 @@ impl RaftLogStorage<C> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         lock(&self.shared.mem).committed = committed;
         if self.is_durable() {
-            let nudge = {
+            // A writer with no value waiting may be blocked without a deadline.
+            let wake = {
                 let mut hint = lock(&self.shared.hint);
+                let none_waiting = hint.latest.is_none();
                 hint.latest = Some((committed, hint.appends_sent));
-                let due = hint.nudged.is_none_or(|at| at.elapsed() >= COMMITTED_EVERY);
-                if due {
-                    hint.nudged = Some(Instant::now());
-                }
-                due
+                none_waiting
             };
-            if nudge {
+            if wake {
                 self.send(Op::Committed)?;
             }
         }
@@ -826,7 +824,6 @@ mod tests {
         let hint = Mutex::new(CommitHint {
             appends_sent: 2,
             latest: Some((committed, 2)),
-            nudged: None,
         });
 
         disk.write_committed(&hint, 1);
@@ -840,6 +837,31 @@ mod tests {
         disk.write_committed(&hint, 2);
         assert_eq!(committed_on_disk(dir.path()), Some(committed));
         assert!(lock(&hint).latest.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_persists_each_new_commit_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let (tx, rx) = C::oneshot();
+        let entries = (1..=2).map(|i| blank_ent::<C>(1, 1, i));
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+        tokio::time::sleep(COMMITTED_EVERY + Duration::from_millis(50)).await;
+        // The first is written at once; the second comes right after, while the writer
+        // waits for operations with nothing due, and must not wait for the next one.
+        for i in 1..=2 {
+            log.save_committed(Some(log_id::<C>(1, 1, i)))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(COMMITTED_EVERY * 4).await;
+        assert_eq!(
+            committed_on_disk(dir.path()),
+            Some(Some(log_id::<C>(1, 1, 2)))
+        );
+        log.close();
     }
 
     #[tokio::test]
