@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::processes::{free_port, temp_dir};
+use support::processes::{free_port, free_ports, temp_dir};
 use zookeeper_client as zk;
 
 const OPEN: zk::CreateOptions<'static> =
@@ -62,14 +62,16 @@ impl Cluster {
 
     fn launch(name: &str, size: u64, started: u64, settings: &str) -> Self {
         let dir = temp_dir(name);
+        let free = free_ports(3 * size as usize);
         let ports: BTreeMap<u64, Ports> = (1..=size)
-            .map(|id| {
+            .zip(free.chunks(3))
+            .map(|(id, p)| {
                 (
                     id,
                     Ports {
-                        client: free_port(),
-                        peer: free_port(),
-                        admin: free_port(),
+                        client: p[0],
+                        peer: p[1],
+                        admin: p[2],
                     },
                 )
             })
