@@ -174,20 +174,28 @@ pub fn children(address: &str, path: &str) -> Vec<String> {
 }
 
 /// The member ids in `/zookeeper/config`, read after a sync so that the member answering is as
-/// current as the leader.
+/// current as the leader. A session lost on the way (its member left, or stopped) is opened
+/// again, as an application would.
 pub fn config_ids(address: &str) -> Vec<i64> {
     let address = address.to_string();
     let text = bed().in_netns(move || async move {
-        let client = session(&address).await;
-        client
-            .sync("/zookeeper/config")
-            .await
-            .unwrap_or_else(|e| panic!("sync /zookeeper/config: {e}"));
-        let (data, _) = client
-            .get_data("/zookeeper/config")
-            .await
-            .unwrap_or_else(|e| panic!("get /zookeeper/config on {address}: {e}"));
-        String::from_utf8_lossy(&data).into_owned()
+        wait::until(
+            &format!("/zookeeper/config read through {address}"),
+            Duration::from_secs(60),
+            || async {
+                let client = session(&address).await;
+                client
+                    .sync("/zookeeper/config")
+                    .await
+                    .map_err(|e| format!("sync: {e}"))?;
+                let (data, _) = client
+                    .get_data("/zookeeper/config")
+                    .await
+                    .map_err(|e| format!("get: {e}"))?;
+                Ok::<_, String>(String::from_utf8_lossy(&data).into_owned())
+            },
+        )
+        .await
     });
     text.lines()
         .filter_map(|line| {
