@@ -37,18 +37,6 @@
 //!   behind the last record, at no fsync of its own. A segment is trimmed to its
 //!   records when the next one starts.
 //! - A batch of records is written with one system call per segment it touches.
-//! - **Direct writes.** Where the file system allows it, records are written to the
-//!   active segment through a second descriptor opened `O_DIRECT | O_DSYNC`, so each
-//!   write is durable when it returns and no `fdatasync` follows. Such writes cover
-//!   whole blocks ([`BLOCK`]): the segment's last, partly filled block is kept in
-//!   memory and written again in front of the next records (the same bytes, so a torn
-//!   write leaves them intact either way). The zeros allocated ahead still go through
-//!   the page cache and are fsynced by the first batch that reaches them. On the
-//!   machine we measure on, with three writers on one disk as three members on one
-//!   machine, a 4 KiB write made durable took 0.19 ms this way against 0.23 ms with
-//!   `write` + `fdatasync` (0.12 against 0.15 ms alone). Where `O_DIRECT` is refused
-//!   (`EINVAL` at open), the segment is written through the page cache and each batch
-//!   ends with one `fdatasync`.
 //! - Truncation cuts the segment file (allocating zeros again behind the cut, so cut
 //!   records can never be read back) and deletes later segments, fsynced; purge
 //!   persists the purge point first, then deletes segments wholly before it.
@@ -85,22 +73,6 @@ const SEGMENT_BYTES: u64 = 32 << 20;
 /// The active segment is allocated ahead of its records in steps of this size: small
 /// enough that writing its zeros adds little to the fsync of the batch that needs it.
 const ALLOCATE_BYTES: u64 = 256 << 10;
-
-/// Direct writes start, and cover whole blocks, at multiples of this size: the largest
-/// logical block size of common disks.
-const BLOCK: u64 = 4096;
-
-/// How the writer makes records durable; see the module contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LogIo {
-    /// `O_DIRECT | O_DSYNC` writes of whole blocks where the file system allows it,
-    /// else as [`LogIo::Buffered`].
-    Direct,
-    /// Writes through the page cache, one `fdatasync` per batch. Chosen by tests; a
-    /// server falls back to it on its own where `O_DIRECT` is refused.
-    #[cfg_attr(not(test), allow(dead_code))]
-    Buffered,
-}
 
 /// The log store; clones share one log (openraft's reader is a clone).
 #[derive(Clone)]
@@ -194,14 +166,9 @@ impl LogStore {
         }
     }
 
-    /// Opens (or creates) the log under `dir`, recovering as the contract says, with
-    /// direct writes where the file system allows them. Errors are `(file, reason)`.
+    /// Opens (or creates) the log under `dir`, recovering as the contract says.
+    /// Errors are `(file, reason)`.
     pub(crate) fn open(dir: &Path) -> Result<Self, String> {
-        Self::open_with(dir, LogIo::Direct)
-    }
-
-    /// [`LogStore::open`] with the given way of writing records.
-    pub(crate) fn open_with(dir: &Path, io: LogIo) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let lock_path = dir.join("LOCK");
         let lock_file =
@@ -226,7 +193,7 @@ impl LogStore {
             mem.purged = decode(&b).map_err(|e| damaged("purged", e))?;
         }
 
-        let disk = Disk::recover(dir, &mut mem, io)?;
+        let disk = Disk::recover(dir, &mut mem)?;
         // A commit index is persisted only behind its entries; clamp all the same.
         let last = mem
             .entries
@@ -435,36 +402,6 @@ struct Disk {
     /// Up to where those zeros are known to be on disk (fsynced): records are only
     /// written below it.
     durable: u64,
-    /// The active segment opened for direct writes; `None` when they are not used.
-    direct: Option<File>,
-    /// With direct writes: the active segment's bytes from the start of the block
-    /// that holds `active_len` up to it.
-    tail: Vec<u8>,
-    /// The buffer direct writes are assembled in.
-    aligned: Aligned,
-}
-
-/// A reusable buffer that hands out block-aligned slices, as `O_DIRECT` requires.
-#[derive(Default)]
-struct Aligned {
-    raw: Vec<u8>,
-}
-
-impl Aligned {
-    /// A buffer this large is dropped after use rather than kept.
-    const KEEP: usize = 1 << 20;
-
-    /// `len` zero bytes starting on a block boundary.
-    fn zeroed(&mut self, len: usize) -> &mut [u8] {
-        let need = len + BLOCK as usize;
-        if self.raw.len() < need || self.raw.len() > need.max(Self::KEEP) {
-            self.raw = vec![0; need];
-        }
-        let at = self.raw.as_ptr().align_offset(BLOCK as usize);
-        let buf = &mut self.raw[at..at + len];
-        buf.fill(0);
-        buf
-    }
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -475,29 +412,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Opens (or creates) the segment at `path` for positioned reads and writes.
+/// Opens (or creates) the segment at `path` for positioned writes.
 fn open_segment(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
-        .read(true)
         .write(true)
         .truncate(false)
         .open(path)
-}
-
-/// Opens the segment at `path` for direct, synchronous writes; `None` if the file
-/// system refuses `O_DIRECT`.
-fn open_direct(path: &Path) -> io::Result<Option<File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
-        .open(path);
-    match opened {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// Writes zeros over `file` from `from` up to `to` bytes (growing it if needed).
@@ -525,7 +446,7 @@ fn unwritten(bytes: &[u8]) -> bool {
 }
 
 impl Disk {
-    fn recover(dir: &Path, mem: &mut Mem, io: LogIo) -> Result<Disk, String> {
+    fn recover(dir: &Path, mem: &mut Mem) -> Result<Disk, String> {
         let mut seqs = Vec::new();
         let listing = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for item in listing {
@@ -614,7 +535,7 @@ impl Disk {
             sync_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             segments.insert(active_seq, None);
         }
-        let mut disk = Disk {
+        Ok(Disk {
             dir: dir.to_path_buf(),
             segments,
             offsets,
@@ -623,42 +544,7 @@ impl Disk {
             active_len,
             allocated,
             durable: allocated,
-            direct: None,
-            tail: Vec::new(),
-            aligned: Aligned::default(),
-        };
-        if io == LogIo::Direct {
-            disk.open_direct().map_err(failed)?;
-            if disk.direct.is_none() {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "the file system refuses O_DIRECT; the log is written through the page cache"
-                );
-            }
-        }
-        Ok(disk)
-    }
-
-    /// Opens the active segment for direct writes, if they are used (or still to be
-    /// tried): pads its zeros to a whole block and reads its last, partial block.
-    fn open_direct(&mut self) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let path = segment_path(&self.dir, self.active_seq);
-        self.direct = open_direct(&path)?;
-        if self.direct.is_none() {
-            return Ok(());
-        }
-        let padded = self.allocated.next_multiple_of(BLOCK);
-        if padded != self.allocated {
-            allocate(&self.active, self.allocated, padded)?;
-            self.active.sync_data()?;
-            self.allocated = padded;
-            self.durable = padded;
-        }
-        let block_start = self.active_len - self.active_len % BLOCK;
-        self.tail
-            .resize((self.active_len - block_start) as usize, 0);
-        self.active.read_exact_at(&mut self.tail, block_start)
+        })
     }
 
     /// A record failing its checksum is a torn tail only if nothing but zeros
@@ -772,7 +658,10 @@ impl Disk {
         let records = appends.iter().flat_map(|(records, _)| records.iter());
         let result = self
             .write_records(records)
-            .and_then(|_| self.sync_records());
+            .and_then(|_| self.active.sync_data());
+        if result.is_ok() {
+            self.durable = self.allocated;
+        }
         let count = appends.len() as u64;
         for (_, callback) in appends.drain(..) {
             let outcome = match &result {
@@ -786,16 +675,6 @@ impl Disk {
         } else {
             0
         }
-    }
-
-    /// Makes the records written durable: direct writes already are; otherwise one
-    /// `fdatasync`, which also makes the zeros allocated ahead durable.
-    fn sync_records(&mut self) -> io::Result<()> {
-        if self.direct.is_none() {
-            self.active.sync_data()?;
-            self.durable = self.allocated;
-        }
-        Ok(())
     }
 
     /// Writes `(index, record)`s after the last record, starting a new segment
@@ -840,47 +719,12 @@ impl Disk {
             self.allocated = to;
             self.durable = to;
         }
-        if self.direct.is_some() {
-            self.write_direct(bytes, offset)?;
-        } else {
-            self.active.write_all_at(bytes, offset)?;
-        }
+        self.active.write_all_at(bytes, offset)?;
         if self.allocated - end < ALLOCATE_BYTES {
             let to = self.allocated + ALLOCATE_BYTES;
             allocate(&self.active, self.allocated, to)?;
             self.allocated = to;
         }
-        Ok(())
-    }
-
-    /// Writes `bytes` at `offset`, the end of the active segment's records, as whole
-    /// blocks through the direct descriptor: the kept partial block in front, zeros
-    /// behind. Durable when it returns (`O_DSYNC`).
-    fn write_direct(&mut self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let Some(direct) = &self.direct else {
-            return Err(io::Error::other(
-                "the segment is not open for direct writes",
-            ));
-        };
-        let kept = self.tail.len();
-        debug_assert_eq!(
-            offset % BLOCK,
-            kept as u64,
-            "the kept block ends at the records' end"
-        );
-        let start = offset - kept as u64;
-        let end = offset + bytes.len() as u64;
-        let buf = self
-            .aligned
-            .zeroed((end.next_multiple_of(BLOCK) - start) as usize);
-        buf[..kept].copy_from_slice(&self.tail);
-        buf[kept..kept + bytes.len()].copy_from_slice(bytes);
-        direct.write_all_at(buf, start)?;
-        let last_block = end - end % BLOCK;
-        self.tail.clear();
-        self.tail
-            .extend_from_slice(&buf[(last_block - start) as usize..(end - start) as usize]);
         Ok(())
     }
 
@@ -895,9 +739,6 @@ impl Disk {
         self.allocated = 0;
         self.durable = 0;
         self.segments.insert(self.active_seq, None);
-        if self.direct.is_some() {
-            self.open_direct()?;
-        }
         Ok(())
     }
 
@@ -922,9 +763,6 @@ impl Disk {
         self.active = file;
         self.active_seq = seq;
         self.active_len = offset;
-        if self.direct.is_some() {
-            self.open_direct()?;
-        }
         let _removed = self.offsets.split_off(&from);
         let first = self
             .offsets
@@ -981,7 +819,7 @@ mod tests {
     fn a_commit_index_waits_for_the_appends_sent_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut mem = Mem::default();
-        let mut disk = Disk::recover(dir.path(), &mut mem, LogIo::Direct).unwrap();
+        let mut disk = Disk::recover(dir.path(), &mut mem).unwrap();
         let committed = Some(log_id::<C>(1, 1, 5));
         let hint = Mutex::new(CommitHint {
             appends_sent: 2,

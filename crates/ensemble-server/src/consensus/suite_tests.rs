@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 
-use super::log_store::{LogIo, LogStore};
+use super::log_store::LogStore;
 use super::state_machine::StateMachineStore;
 use super::types::C;
 use super::{SnapshotJob, StateMachine};
@@ -48,14 +48,14 @@ impl StoreBuilder<C, LogStore, StateMachineStore, ()> for InMemory {
     }
 }
 
-struct OnDisk(LogIo);
+struct OnDisk;
 
 impl StoreBuilder<C, LogStore, StateMachineStore, tempfile::TempDir> for OnDisk {
     async fn build(
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<C>> {
         let dir = tempfile::tempdir().unwrap();
-        let log = LogStore::open_with(dir.path(), self.0).unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
         let sm = StateMachineStore::open(
             Arc::new(Recorder::default()),
             Some(dir.path().join("snapshots")),
@@ -72,22 +72,16 @@ async fn suite_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_on_disk() {
-    Suite::test_all(OnDisk(LogIo::Direct)).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suite_on_disk_through_the_page_cache() {
-    Suite::test_all(OnDisk(LogIo::Buffered)).await.unwrap();
+    Suite::test_all(OnDisk).await.unwrap();
 }
 
 mod recovery {
     use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
-    use openraft::testing::{blank_ent, log_id};
+    use openraft::testing::blank_ent;
     use openraft::type_config::TypeConfigExt;
-    use openraft::EntryPayload;
 
-    use super::super::log_store::{LogIo, LogStore};
-    use super::super::types::{Command, Entry, C};
+    use super::super::log_store::LogStore;
+    use super::super::types::C;
 
     async fn write_three(dir: &std::path::Path) {
         let mut log = LogStore::open(dir).unwrap();
@@ -218,71 +212,5 @@ mod recovery {
         let mut log = LogStore::open(dir.path()).unwrap();
         assert_eq!(log.try_get_log_entries(0..10).await.unwrap().len(), 1);
         log.close();
-    }
-
-    /// An entry of `term` at `index` whose command has a length that varies with both,
-    /// from a few bytes to several blocks.
-    fn sized(term: u64, index: u64) -> Entry {
-        let len = ((index * 977 + term * 131) % 9000) as usize;
-        let byte = (index % 251) as u8;
-        Entry {
-            log_id: log_id::<C>(term, 1, index),
-            payload: EntryPayload::Normal(Command(vec![byte; len])),
-        }
-    }
-
-    async fn append(log: &mut LogStore, entries: Vec<Entry>) {
-        let (tx, rx) = C::oneshot();
-        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
-        rx.await.unwrap().unwrap();
-    }
-
-    async fn read_all(dir: &std::path::Path, io: LogIo) -> Vec<Entry> {
-        let mut log = LogStore::open_with(dir, io).unwrap();
-        let entries = log.try_get_log_entries(0..u64::MAX).await.unwrap();
-        log.close();
-        entries
-    }
-
-    /// Direct writes rewrite the last partial block in front of new records; whatever
-    /// the mix of single appends, batches, truncations and restarts, in either way of
-    /// writing, a reopened log holds exactly the entries appended and not cut.
-    #[tokio::test]
-    async fn appends_truncations_and_restarts_read_back_in_either_way_of_writing() {
-        for (first, second) in [
-            (LogIo::Direct, LogIo::Buffered),
-            (LogIo::Buffered, LogIo::Direct),
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut expected: Vec<Entry> = Vec::new();
-            for (round, io) in [first, second, first].into_iter().enumerate() {
-                let term = round as u64 + 1;
-                let mut log = LogStore::open_with(dir.path(), io).unwrap();
-                // Cut the last five, then append one at a time and in batches.
-                let keep = expected.len().saturating_sub(5);
-                if round > 0 {
-                    log.truncate_after(expected[keep - 1].log_id.into())
-                        .await
-                        .unwrap();
-                    expected.truncate(keep);
-                }
-                let mut next = expected.len() as u64 + 1;
-                for batch in [1, 1, 3, 1, 7, 2, 1, 1, 12, 1] {
-                    let entries: Vec<Entry> =
-                        (next..next + batch).map(|i| sized(term, i)).collect();
-                    append(&mut log, entries.clone()).await;
-                    expected.extend(entries);
-                    next += batch;
-                }
-                log.close();
-                for io in [LogIo::Direct, LogIo::Buffered] {
-                    assert_eq!(
-                        read_all(dir.path(), io).await,
-                        expected,
-                        "round {round}, written {first:?} then {second:?}, read {io:?}"
-                    );
-                }
-            }
-        }
     }
 }
