@@ -4,10 +4,11 @@
 # the drift of a shared machine falls on both alike.
 #
 #   scripts/bench-ab.sh BIN_A BIN_B [--rounds 8] [--mix set=100] [--sessions 1]
-#                       [--in-flight 1] [--duration 2]
+#                       [--in-flight 1] [--duration 2] [--via leader|follower]
 #
-# With one session the client talks to each ensemble's leader (found with `srvr`), so
-# where the leader happens to sit does not decide the result. Besides throughput and
+# With one session the client talks to each ensemble's leader (found with `srvr`), or with
+# `--via follower` to a follower, so where the leader happens to sit does not decide the
+# result. Besides throughput and
 # latency it prints the servers' CPU per operation: user and system time of the three
 # member processes during a run, over the operations of the run (the warm-up of 0.5 s is
 # counted at the run's rate), and the tail: p99.9, the slowest operation and the longest
@@ -16,7 +17,7 @@
 set -euo pipefail
 
 if (($# < 2)) || [[ $1 == -h || $1 == --help ]]; then
-  sed -n '2,15p' "$0"
+  sed -n '2,16p' "$0"
   exit 2
 fi
 
@@ -31,6 +32,7 @@ parser.add_argument("--mix", default="set=100")
 parser.add_argument("--sessions", type=int, default=1)
 parser.add_argument("--in-flight", type=int, default=1)
 parser.add_argument("--duration", type=float, default=2)
+parser.add_argument("--via", choices=["leader", "follower"], default="leader")
 args = parser.parse_args()
 warmup = 0.5
 
@@ -109,7 +111,7 @@ try:
         for name, binary, port, local in systems:
             ports = range(port, port + 3)
             if args.sessions == 1:
-                ports = [p for p in ports if srvr_mode(p) == "leader"][:1] or [port]
+                ports = [p for p in ports if srvr_mode(p) == args.via][:1] or [port]
             pids = member_pids(local)
             before = cpu_seconds(pids)
             out = subprocess.run(
