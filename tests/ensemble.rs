@@ -686,10 +686,13 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
             environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()),
             "member {member} runs without {wanted}"
         );
-        // Every thread of it runs under SCHED_BATCH (policy 3).
+        // Every thread of it runs under SCHED_BATCH (policy 3). With one worker thread
+        // due, it has none: its tasks run on its main thread (a current-thread runtime).
+        let mut tokio_workers = 0;
         for thread in std::fs::read_dir(format!("/proc/{member}/task")).expect("threads") {
             let stat = std::fs::read_to_string(thread.expect("thread").path().join("stat"))
                 .expect("thread stat");
+            tokio_workers += usize::from(stat.contains("(tokio-rt-worker)"));
             // After the command name in parentheses, the policy is field 41 of stat.
             let policy = stat.rsplit_once(')').and_then(|(_, rest)| {
                 rest.split_whitespace()
@@ -698,6 +701,15 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
             });
             assert_eq!(policy, Some(3), "a thread of member {member}: {stat}");
         }
+        let expected = if workers == "1" {
+            0
+        } else {
+            workers.parse().expect("a count")
+        };
+        assert_eq!(
+            tokio_workers, expected,
+            "member {member}'s async worker threads"
+        );
     }
 
     let status = terminate(&mut local);
