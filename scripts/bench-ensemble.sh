@@ -13,7 +13,8 @@
 #
 # Cases, with every session spread round-robin over the three members: write-only,
 # read-only and 10 %-write at 8 sessions x 8 in flight; serial writes at 1 x 1, once
-# against the leader and once against a follower;
+# against the leader and once against a follower (both systems run side by side, idle
+# but for the case at hand, which runs on one and then on the other);
 # failover: a write load during which the leader is killed with SIGKILL, reporting
 # the longest interval with no completed operation; and the resident memory of each
 # member after start-up and a short idle. Both systems keep their data on the same
@@ -325,10 +326,12 @@ for system in "${systems[@]}"; do
   done >"$work/results/rss-$system.txt"
 done
 
-for system in "${systems[@]}"; do
-  connect=$(connect_of "$system")
-  for c in "${cases[@]}"; do
-    read -r name mix load role <<<"$c"
+# Each case runs on one system right after the other, so that the machine's drift (its speed
+# moves by the minute) falls on both alike rather than on whichever system ran later.
+for c in "${cases[@]}"; do
+  read -r name mix load role <<<"$c"
+  for system in "${systems[@]}"; do
+    connect=$(connect_of "$system")
     target=$connect
     [[ -z $role ]] || target=$(address_of_role "$connect" "$role")
     echo "== $name ($mix, $load) on $system, against $target" >&2
@@ -337,7 +340,10 @@ for system in "${systems[@]}"; do
       --duration "${duration}s" --warmup "${warmup}s" --json \
       >"$work/results/$name-$system.json" 2>>"$work/bench.log"
   done
+done
 
+for system in "${systems[@]}"; do
+  connect=$(connect_of "$system")
   # Last, as it leaves the system with two members.
   echo "== failover on $system: the leader dies ${failover_kill}s into the measured window" >&2
   "$bin" bench --connect "$connect" --sessions 8 --in-flight 8 --mix set=100 \
