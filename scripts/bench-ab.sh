@@ -8,16 +8,15 @@
 #
 # With one session the client talks to each ensemble's leader (found with `srvr`), or with
 # `--via follower` to a follower, so where the leader happens to sit does not decide the
-# result. Besides throughput and
-# latency it prints the servers' CPU per operation: user and system time of the three
-# member processes during a run, over the operations of the run (the warm-up of 0.5 s is
-# counted at the run's rate), and the tail: p99.9, the slowest operation and the longest
-# time in which no operation completed (medians, and the worst of all runs). Both
-# ensembles keep their data under a temporary directory.
+# result. Besides throughput and latency it prints the servers' CPU per operation: user and
+# system time of the three member processes during a run, over the operations of the run
+# (the warm-up of 0.5 s is counted at the run's rate), and the tail: p99.9, the slowest
+# operation and the longest time in which no operation completed (medians, and the worst of
+# all runs). Both ensembles keep their data under a temporary directory.
 set -euo pipefail
 
 if (($# < 2)) || [[ $1 == -h || $1 == --help ]]; then
-  sed -n '2,16p' "$0"
+  sed -n '2,15p' "$0"
   exit 2
 fi
 

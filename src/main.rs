@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use ensemble::operator::OperatorOptions;
 use ensemble::telemetry::{self, LogFormat};
 use ensemble_server::bench::BenchArgs;
-use ensemble_server::cli::{serves_on_one_thread, LocalArgs, ServerArgs};
+use ensemble_server::cli::{server_serves_on_one_thread, LocalArgs, ServerArgs};
 
 /// mimalloc: under 8 × 8 writes it took a member's CPU per write from 60 to 51 µs (see the
 /// README's "Measured").
@@ -53,10 +53,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = std::env::var("TOKIO_WORKER_THREADS").ok();
     let mut runtime = match cli.command {
-        Command::Server(_) if serves_on_one_thread(workers.as_deref(), cores) => {
+        Command::Server(_) if server_serves_on_one_thread() => {
             tokio::runtime::Builder::new_current_thread()
         }
         _ => tokio::runtime::Builder::new_multi_thread(),

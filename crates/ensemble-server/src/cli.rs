@@ -108,6 +108,12 @@ pub fn serves_on_one_thread(workers: Option<&str>, cores: usize) -> bool {
     }
 }
 
+/// [`serves_on_one_thread`] for this process: its environment and its usable cores.
+pub fn server_serves_on_one_thread() -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    serves_on_one_thread(std::env::var(WORKER_THREADS).ok().as_deref(), cores)
+}
+
 /// Worker threads for each of `members` processes sharing `cores`.
 fn worker_threads_per_member(cores: usize, members: u16) -> usize {
     (cores / usize::from(members.max(1))).max(1)
