@@ -417,14 +417,21 @@ impl Consensus {
         let network = network::Network {
             peers: transport_peers.clone(),
         };
-        let raft =
-            match types::Raft::new(options.id, config, network, log.clone(), state_machine).await {
-                Ok(raft) => raft,
-                Err(e) => {
-                    log.close();
-                    return Err(ConsensusError::Other(format!("starting Raft: {e}")));
-                }
-            };
+        let raft = match types::Raft::new(
+            options.id,
+            config,
+            network,
+            log.clone(),
+            state_machine.clone(),
+        )
+        .await
+        {
+            Ok(raft) => raft,
+            Err(e) => {
+                log.close();
+                return Err(ConsensusError::Other(format!("starting Raft: {e}")));
+            }
+        };
         if let Some(committed) = committed {
             // openraft re-applies up to the persisted commit index while it starts;
             // wait for it all the same, so nothing acknowledged is served missing.
@@ -457,6 +464,7 @@ impl Consensus {
             options: options.clone(),
             raft,
             log,
+            snapshots: state_machine,
             peers: transport_peers,
             machine,
             status,
@@ -653,8 +661,13 @@ impl Consensus {
             node.generation.send_replace(proposer.generation);
             proposer.close();
         }
-        let log = node.log.clone();
-        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        // A snapshot being written is finished first; none is written after.
+        let (log, snapshots) = (node.log.clone(), node.snapshots.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            snapshots.close();
+            log.close();
+        })
+        .await;
         node.status.send_modify(|s| {
             s.role = Role::Stopped;
             s.leader = None;

@@ -61,6 +61,8 @@ pub(crate) struct Node {
     pub(crate) options: Options,
     pub(crate) raft: Raft,
     pub(crate) log: LogStore,
+    /// Shares its state with the store openraft owns; closed when the member stops.
+    pub(crate) snapshots: super::state_machine::StateMachineStore,
     pub(crate) peers: Arc<Peers>,
     pub(crate) machine: Arc<dyn StateMachine>,
     pub(crate) status: watch::Sender<Status>,

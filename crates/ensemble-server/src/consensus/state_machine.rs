@@ -10,6 +10,9 @@
 //!   snapshot is stored as `snap-<index>.snap` (one framed record: encoded meta and
 //!   data), atomically, and only the newest [`SNAPSHOTS_KEPT`] are kept.
 //! - Installing a snapshot restores the machine, then stores the file.
+//! - [`StateMachineStore::close`] (when the member stops) waits for a snapshot file being
+//!   written, and no file is written after it: nothing touches the data directory once the
+//!   member has let go of it. A temporary file that a crash cut short is removed at open.
 //! - [`StateMachineStore::open`] restores the newest readable snapshot at startup;
 //!   openraft then re-applies the log up to the persisted commit index inside
 //!   `Raft::new`, before the member serves anything.
@@ -46,6 +49,8 @@ pub(crate) struct StateMachineStore {
     machine: Arc<dyn StateMachine>,
     dir: Option<PathBuf>,
     state: Arc<Mutex<Applied>>,
+    /// Held while a snapshot file is written; `true` once closed.
+    closed: Arc<Mutex<bool>>,
 }
 
 #[derive(Default)]
@@ -66,9 +71,11 @@ impl StateMachineStore {
             machine,
             dir,
             state: Arc::new(Mutex::new(Applied::default())),
+            closed: Arc::default(),
         };
         if let Some(dir) = &store.dir {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            remove_cut_short(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             for (index, path) in snapshot_files(dir).into_iter().rev() {
                 match read_snapshot(&path) {
                     Ok(file) => {
@@ -93,11 +100,23 @@ impl StateMachineStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Lets go of the snapshot directory: waits for a file being written, and refuses
+    /// to write any after.
+    pub(crate) fn close(&self) {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+
     fn store_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
         let Some(dir) = &self.dir else {
             self.lock().snapshot = Some((meta.clone(), Some(data.to_vec())));
             return Ok(());
         };
+        let closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            return Err(io::Error::other(
+                "the member has stopped; the snapshot is not stored",
+            ));
+        }
         let index = meta.last_log_id.map_or(0, |id| id.index);
         write_record_atomic(
             &dir.join(format!("snap-{index:020}.snap")),
@@ -119,6 +138,18 @@ fn snapshot_file_head(meta: &SnapshotMeta, data_len: usize) -> io::Result<Vec<u8
     let mut head = encode(meta)?;
     head.extend(encode(&(data_len as u64))?);
     Ok(head)
+}
+
+/// Removes the temporary files of snapshot writes that a crash cut short.
+fn remove_cut_short(dir: &Path) -> io::Result<()> {
+    for item in std::fs::read_dir(dir)? {
+        let path = item?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.is_some_and(|n| n.starts_with("snap-") && n.ends_with(".tmp")) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Snapshot files under `dir`, oldest first.
@@ -330,5 +361,51 @@ mod tests {
             parts.extend_from_slice(&data);
             assert_eq!(parts, whole, "{len} bytes of data");
         }
+    }
+
+    struct Nothing;
+
+    impl StateMachine for Nothing {
+        fn apply(&self, _: u64, _: Option<&[u8]>) {}
+        fn snapshot(&self) -> (u64, SnapshotJob) {
+            (0, Box::new(|| Ok(Vec::new())))
+        }
+        fn restore(&self, _: u64, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn no_snapshot_is_written_once_closed_and_a_cut_short_one_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = dir.path().join("snapshots");
+        std::fs::create_dir_all(&snapshots).unwrap();
+        std::fs::write(
+            snapshots.join("snap-00000000000000000007.tmp"),
+            b"cut short",
+        )
+        .unwrap();
+        let store = StateMachineStore::open(Arc::new(Nothing), Some(snapshots.clone())).unwrap();
+        assert!(names(&snapshots).is_empty(), "{:?}", names(&snapshots));
+
+        let meta = |index| SnapshotMeta {
+            last_log_id: Some(openraft::testing::log_id::<C>(1, 1, index)),
+            ..SnapshotMeta::default()
+        };
+        store.store_snapshot(&meta(8), b"eight").unwrap();
+        assert_eq!(names(&snapshots), ["snap-00000000000000000008.snap"]);
+        store.close();
+        let refused = store.store_snapshot(&meta(9), b"nine");
+        assert!(refused.is_err(), "a snapshot stored after close");
+        assert_eq!(names(&snapshots), ["snap-00000000000000000008.snap"]);
     }
 }
