@@ -802,10 +802,18 @@ impl Disk {
     }
 }
 
+/// Appends `entries` and waits until they are durable; for tests.
+#[cfg(test)]
+pub(crate) async fn append_flushed(log: &mut LogStore, entries: impl IntoIterator<Item = Entry>) {
+    let (tx, rx) = <C as openraft::type_config::TypeConfigExt>::oneshot();
+    let entries: Vec<Entry> = entries.into_iter().collect();
+    log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::testing::{blank_ent, log_id};
-    use openraft::type_config::TypeConfigExt;
 
     use super::*;
 
@@ -843,10 +851,7 @@ mod tests {
     async fn an_idle_writer_persists_each_new_commit_index() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = LogStore::open(dir.path()).unwrap();
-        let (tx, rx) = C::oneshot();
-        let entries = (1..=2).map(|i| blank_ent::<C>(1, 1, i));
-        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
-        rx.await.unwrap().unwrap();
+        append_flushed(&mut log, (1..=2).map(|i| blank_ent::<C>(1, 1, i))).await;
         tokio::time::sleep(COMMITTED_EVERY + Duration::from_millis(50)).await;
         // The first is written at once; the second comes right after, while the writer
         // waits for operations with nothing due, and must not wait for the next one.
@@ -868,10 +873,7 @@ mod tests {
     async fn the_last_commit_index_is_written_when_the_writer_stops() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = LogStore::open(dir.path()).unwrap();
-        let (tx, rx) = C::oneshot();
-        let entries = (1..=3).map(|i| blank_ent::<C>(1, 1, i));
-        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
-        rx.await.unwrap().unwrap();
+        append_flushed(&mut log, (1..=3).map(|i| blank_ent::<C>(1, 1, i))).await;
         for i in 1..=3 {
             log.save_committed(Some(log_id::<C>(1, 1, i)))
                 .await

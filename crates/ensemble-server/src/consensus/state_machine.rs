@@ -363,18 +363,6 @@ mod tests {
         }
     }
 
-    struct Nothing;
-
-    impl StateMachine for Nothing {
-        fn apply(&self, _: u64, _: Option<&[u8]>) {}
-        fn snapshot(&self) -> (u64, SnapshotJob) {
-            (0, Box::new(|| Ok(Vec::new())))
-        }
-        fn restore(&self, _: u64, _: &[u8]) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -394,7 +382,11 @@ mod tests {
             b"cut short",
         )
         .unwrap();
-        let store = StateMachineStore::open(Arc::new(Nothing), Some(snapshots.clone())).unwrap();
+        let store = StateMachineStore::open(
+            Arc::new(super::super::suite_tests::Recorder::default()),
+            Some(snapshots.clone()),
+        )
+        .unwrap();
         assert!(names(&snapshots).is_empty(), "{:?}", names(&snapshots));
 
         let meta = |index| SnapshotMeta {

@@ -13,7 +13,7 @@ use super::{SnapshotJob, StateMachine};
 
 /// Records what it applied; its snapshot is the list of applied indexes.
 #[derive(Default)]
-struct Recorder {
+pub(super) struct Recorder {
     applied: Mutex<Vec<u64>>,
 }
 
@@ -76,20 +76,16 @@ async fn suite_on_disk() {
 }
 
 mod recovery {
-    use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
     use openraft::testing::{blank_ent, log_id};
-    use openraft::type_config::TypeConfigExt;
     use openraft::EntryPayload;
 
-    use super::super::log_store::LogStore;
+    use super::super::log_store::{append_flushed, LogStore};
     use super::super::types::{Command, Entry, C};
 
     async fn write_three(dir: &std::path::Path) {
         let mut log = LogStore::open(dir).unwrap();
-        let entries = (1..=3).map(|i| blank_ent::<C>(1, 1, i));
-        let (tx, rx) = C::oneshot();
-        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
-        rx.await.unwrap().unwrap();
+        append_flushed(&mut log, (1..=3).map(|i| blank_ent::<C>(1, 1, i))).await;
         log.close();
     }
 
@@ -144,10 +140,7 @@ mod recovery {
         );
 
         let mut log = LogStore::open(dir.path()).unwrap();
-        let more = (4..=5).map(|i| blank_ent::<C>(1, 1, i));
-        let (tx, rx) = C::oneshot();
-        log.append(more, IOFlushed::signal(tx)).await.unwrap();
-        rx.await.unwrap().unwrap();
+        append_flushed(&mut log, (4..=5).map(|i| blank_ent::<C>(1, 1, i))).await;
         log.close();
         assert_eq!(
             std::fs::metadata(segment(dir.path())).unwrap().len(),
@@ -244,11 +237,7 @@ mod recovery {
             let mut next = expected.len() as u64 + 1;
             for batch in [1, 1, 3, 1, 7, 2, 1, 1, 12, 1] {
                 let entries: Vec<Entry> = (next..next + batch).map(|i| sized(term, i)).collect();
-                let (tx, rx) = C::oneshot();
-                log.append(entries.clone(), IOFlushed::signal(tx))
-                    .await
-                    .unwrap();
-                rx.await.unwrap().unwrap();
+                append_flushed(&mut log, entries.clone()).await;
                 expected.extend(entries);
                 next += batch;
             }
