@@ -237,8 +237,13 @@ impl Node {
     }
 
     /// Appends `command` to the local Raft log (this member must lead); the future
-    /// resolves when it is applied, or failed.
-    async fn propose_local(&self, command: Vec<u8>) -> BoxFuture<'static, Response> {
+    /// resolves when it is applied, or failed. A member `from` that forwarded it waits
+    /// to apply it too, so the commit is sent to it without delay.
+    async fn propose_local(
+        &self,
+        from: Option<MemberId>,
+        command: Vec<u8>,
+    ) -> BoxFuture<'static, Response> {
         if !self.leads_acknowledged().await {
             return futures_util::future::ready(Response::Failed(WireError::NotLeader)).boxed();
         }
@@ -251,9 +256,15 @@ impl Node {
         {
             return futures_util::future::ready(Response::Failed(WireError::Stopped)).boxed();
         }
+        let peers = self.peers.clone();
         async move {
             match done.await {
-                Ok(Ok(_)) => Response::Done,
+                Ok(Ok(written)) => {
+                    if let Some(from) = from {
+                        peers.want_commit(from, written.log_id.index);
+                    }
+                    Response::Done
+                }
                 _ => Response::Failed(WireError::NotLeader),
             }
         }
@@ -564,7 +575,7 @@ async fn run_path(
                 }
                 let Some(me) = node.upgrade() else { return };
                 let pending = match &remote {
-                    None => me.propose_local(command).await,
+                    None => me.propose_local(None, command).await,
                     Some(conn) => match conn.send(Request::Propose(command)) {
                         Ok(rx) => async move { rx.await.unwrap_or(Response::Failed(WireError::NotLeader)) }.boxed(),
                         Err(_) => break,
@@ -759,10 +770,11 @@ impl Service for Node {
 
     fn propose(
         self: Arc<Self>,
+        from: MemberId,
         command: Vec<u8>,
     ) -> BoxFuture<'static, BoxFuture<'static, Response>> {
         #[allow(clippy::async_yields_async)] // the inner future is the proposal's fate
-        async move { self.propose_local(command).await }.boxed()
+        async move { self.propose_local(Some(from), command).await }.boxed()
     }
 
     fn append_stream(
@@ -858,13 +870,21 @@ impl Service for Node {
                     .handle_transfer_leader(rpc)
                     .await
                     .map_or(stopped, Response::TransferLeader),
-                Request::Propose(command) => self.propose_local(command).await.await,
+                Request::Propose(command) => self.propose_local(Some(from), command).await.await,
+                // The asking member waits to apply up to the index it is given.
                 Request::ReadIndex => match self.read_index_local().await {
-                    Ok(index) => Response::ReadIndex(index),
+                    Ok(index) => {
+                        self.peers.want_commit(from, index);
+                        Response::ReadIndex(index)
+                    }
                     Err(e) => Response::Failed(wire(&e)),
                 },
                 Request::Change(change) => match self.change_local(change).await {
-                    Ok(()) => Response::Done,
+                    Ok(()) => {
+                        self.peers
+                            .want_commit(from, self.status.borrow().commit_index);
+                        Response::Done
+                    }
                     Err(e) => Response::Failed(wire(&e)),
                 },
                 Request::LeaderMessage(message) => {

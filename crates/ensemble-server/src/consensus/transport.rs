@@ -148,6 +148,7 @@ pub(crate) trait Service: Send + Sync + 'static {
     /// the inner future resolves once its fate is known.
     fn propose(
         self: Arc<Self>,
+        from: MemberId,
         command: Vec<u8>,
     ) -> BoxFuture<'static, BoxFuture<'static, Response>>;
     /// Feeds `appends` to Raft in order; yields one answer per append, in order, and
@@ -321,9 +322,31 @@ pub(crate) struct Peer {
     faults: Option<Faults>,
     current: tokio::sync::Mutex<Option<Arc<Connection>>>,
     last_failure: Mutex<Option<Instant>>,
+    /// The greatest commit index this peer waits to learn (see [`Peer::want_commit`]).
+    commit_wanted: AtomicU64,
+    commit_kick: tokio::sync::Notify,
 }
 
 impl Peer {
+    /// Tells the stream of appends to this peer that the peer waits to learn that
+    /// `index` is committed (it waits to apply a write it forwarded, or to serve a
+    /// read at that index), so a commit notice must not be held back.
+    pub(crate) fn want_commit(&self, index: u64) {
+        self.commit_wanted.fetch_max(index, Ordering::Relaxed);
+        self.commit_kick.notify_one();
+    }
+
+    /// The greatest commit index asked for with [`Peer::want_commit`].
+    pub(crate) fn wanted_commit(&self) -> u64 {
+        self.commit_wanted.load(Ordering::Relaxed)
+    }
+
+    /// Resolves at the next [`Peer::want_commit`] (at once if one came since the last
+    /// time this resolved).
+    pub(crate) async fn commit_wanted(&self) {
+        self.commit_kick.notified().await
+    }
+
     pub(crate) fn set_address(&self, address: &str) {
         let mut current = self.address.lock().unwrap_or_else(|p| p.into_inner());
         if *current != address {
@@ -489,10 +512,25 @@ impl Peers {
                 faults: self.faults.clone(),
                 current: tokio::sync::Mutex::new(None),
                 last_failure: Mutex::new(None),
+                commit_wanted: AtomicU64::new(0),
+                commit_kick: tokio::sync::Notify::new(),
             })
         });
         peer.set_address(address);
         peer.clone()
+    }
+
+    /// [`Peer::want_commit`] on peer `id`, if it is known.
+    pub(crate) fn want_commit(&self, id: MemberId, index: u64) {
+        let peer = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some(peer) = peer {
+            peer.want_commit(index);
+        }
     }
 
     /// Closes every connection.
@@ -596,7 +634,7 @@ async fn serve_connection<S: Service>(
                 appends = Some(stream);
                 continue;
             }
-            Request::Propose(command) => service.clone().propose(command).await,
+            Request::Propose(command) => service.clone().propose(from, command).await,
             other => service.clone().handle(from, other),
         };
         let out = out.clone();
