@@ -421,8 +421,10 @@ mod tests {
     struct Holding {
         hold: usize,
         refuse: Option<Index>,
-        seen: Arc<std::sync::Mutex<Vec<(usize, Index)>>>,
+        seen: Seen,
     }
+
+    type Seen = Arc<std::sync::Mutex<Vec<(usize, Index)>>>;
 
     impl Service for Holding {
         fn propose(
@@ -627,6 +629,17 @@ mod tests {
             .boxed()
     }
 
+    /// A member that answers each append as it arrives, and what it has seen.
+    async fn answering_each() -> (RaftPeer, CancellationToken, Seen) {
+        let service = Holding {
+            hold: 1,
+            ..Holding::default()
+        };
+        let seen = service.seen.clone();
+        let (peer, stop) = serving(service).await;
+        (peer, stop, seen)
+    }
+
     /// Long enough that a notice that arrives was not let go by its hold running out.
     const FOREVER: Duration = Duration::from_secs(600);
 
@@ -639,12 +652,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_notice_gives_way_to_the_next_append_on_the_same_log_id() {
-        let service = Holding {
-            hold: 1,
-            ..Holding::default()
-        };
-        let seen = service.seen.clone();
-        let (mut peer, stop) = serving(service).await;
+        let (mut peer, stop, seen) = answering_each().await;
         // Entry 1, then the notice that it is committed, then entry 2 (which carries
         // that commit): the member sees no notice.
         let sent = vec![append(0, 1, 0), append(1, 0, 1), append(1, 1, 1)];
@@ -665,12 +673,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_notice_nothing_follows_goes_out_when_its_hold_ends() {
-        let service = Holding {
-            hold: 1,
-            ..Holding::default()
-        };
-        let seen = service.seen.clone();
-        let (mut peer, stop) = serving(service).await;
+        let (mut peer, stop, seen) = answering_each().await;
         let hold = Duration::from_millis(200);
         let started = Instant::now();
         let mut answers = stream(&mut peer, hold, vec![append(0, 1, 0), append(1, 0, 1)]).await;
@@ -683,12 +686,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_commit_notice_goes_out_at_once_to_a_member_that_waits_for_it() {
-        let service = Holding {
-            hold: 1,
-            ..Holding::default()
-        };
-        let seen = service.seen.clone();
-        let (mut peer, stop) = serving(service).await;
+        let (mut peer, stop, seen) = answering_each().await;
         let waits = peer.peer.clone();
         // Asked for while the notice is held.
         let mut answers = stream(&mut peer, FOREVER, vec![append(0, 1, 0), append(1, 0, 1)]).await;
@@ -703,7 +701,7 @@ mod tests {
         let mut answers = stream(&mut peer, FOREVER, vec![append(2, 1, 2), append(3, 0, 3)]).await;
         assert_eq!(next(&mut answers).await, 2);
         assert_eq!(next(&mut answers).await, 3);
-        // A commit the member already has does not release the next notice.
+        // Asking again for a commit it was sent does not release the next notice.
         waits.want_commit(3);
         drop(answers);
         let mut answers = stream(&mut peer, FOREVER, vec![append(4, 0, 3), append(4, 0, 4)]).await;
