@@ -898,3 +898,52 @@ impl Service for Node {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::suite_tests::Recorder;
+    use crate::consensus::{Consensus, Options};
+    use tokio::net::TcpListener;
+
+    /// A member that forwarded a write, or asked for a read index, waits to apply up to
+    /// there: the leader asks its stream to that member not to hold the commit back
+    /// (see `network`). Members 7 and 8 stand for followers that asked.
+    #[tokio::test]
+    async fn a_member_waiting_for_a_commit_is_marked_to_be_told_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let options = Options::new(1, None, address.clone());
+        let consensus = Consensus::open(options, listener, Arc::new(Recorder::default()))
+            .await
+            .unwrap();
+        consensus
+            .bootstrap([(1, address)].into_iter().collect())
+            .await
+            .unwrap();
+        let node = consensus.node.clone();
+        let (writer, reader) = (
+            node.peers.get(7, "127.0.0.1:1"),
+            node.peers.get(8, "127.0.0.1:1"),
+        );
+        let proposed = Service::propose(node.clone(), 7, b"forwarded".to_vec())
+            .await
+            .await;
+        assert!(matches!(proposed, Response::Done), "the write failed");
+        // The write's index (after the membership entry and the leader's first entry).
+        let written = writer.wanted_commit();
+        assert!(written >= 2, "the writer is not waited for: {written}");
+        assert_eq!(
+            reader.wanted_commit(),
+            0,
+            "asked for by a member that did not"
+        );
+        match Service::handle(node.clone(), 8, Request::ReadIndex).await {
+            Response::ReadIndex(index) => {
+                assert!(index >= written && reader.wanted_commit() >= index)
+            }
+            _ => panic!("no read index"),
+        }
+        consensus.shutdown().await;
+    }
+}
