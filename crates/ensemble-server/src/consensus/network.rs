@@ -506,18 +506,27 @@ mod tests {
         commits.map(|index| append(index - 1, 1, index)).collect()
     }
 
+    /// The answers to a stream of `input`.
+    async fn open<S>(
+        peer: &mut RaftPeer,
+        input: S,
+    ) -> BoxStream<'_, Result<StreamAppendResult<C>, RPCError<C>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+    {
+        let option = RPCOption::new(Duration::from_secs(2));
+        peer.stream_append(input, option)
+            .await
+            .expect("stream opens")
+    }
+
     /// The commits the stream acknowledged, in order, up to its first failure.
     async fn send(
         peer: &mut RaftPeer,
         commits: std::ops::RangeInclusive<Index>,
     ) -> Vec<Result<Index, String>> {
-        let input = futures_util::stream::iter(appends(commits));
-        let option = RPCOption::new(Duration::from_secs(2));
-        let answers = peer
-            .stream_append(input, option)
+        open(peer, futures_util::stream::iter(appends(commits)))
             .await
-            .expect("stream opens");
-        answers
             .map(|answer| match answer {
                 Ok(Ok(acked)) => Ok(acked.expect("acknowledged").index),
                 Ok(Err(refused)) => Err(refused.to_string()),
@@ -613,12 +622,8 @@ mod tests {
     ) -> BoxStream<'_, Index> {
         peer.hold = hold;
         let input = futures_util::stream::iter(appends).chain(futures_util::stream::pending());
-        let option = RPCOption::new(Duration::from_secs(2));
-        let answers = peer
-            .stream_append(input, option)
+        open(peer, input)
             .await
-            .expect("stream opens");
-        answers
             .map(|answer| {
                 answer
                     .expect("answered")
