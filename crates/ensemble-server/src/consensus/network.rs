@@ -275,6 +275,7 @@ struct Pipeline<S> {
     in_flight: VecDeque<(oneshot::Receiver<Response>, Instant)>,
     ttl: Duration,
     ended: bool,
+    /// How long a commit notice is held back at most.
     hold: Duration,
     /// The commit notice held back, and when it must go.
     held: Option<(AppendEntriesRequest<C>, Instant)>,
