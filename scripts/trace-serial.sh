@@ -11,8 +11,8 @@
 # F1/F2 the followers, M a member's main thread, W its log writer; `wake` is the moment
 # another thread woke it, `in` the moment it got a core; sends and receives are the
 # system calls (fd = the socket). A step counts when it happens in more than half of the
-# writes; `#2` is its second time in one write. The trace itself slows a write by about a
-# tenth.
+# writes; `#2` is its second time in one write. The trace itself adds to each write, so
+# compare its steps with each other, not its total with `bench-ab.sh`.
 set -euo pipefail
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
