@@ -360,6 +360,13 @@ async fn founded_on_demand_grown_led_elsewhere_and_left_by_its_founder() {
     assert_eq!(moved["leaderId"], 2, "{moved}");
     two.status_until("member 2 leads", |s| s["role"] == "leader")
         .await;
+    // And member 1 hears from it: a member the change removes before it hears of the
+    // change never does (the leader stops replicating to it once the change ends), and
+    // learns only from the silence that no leader talks to it (tests/partition.rs).
+    one.status_until("member 1 follows member 2", |s| {
+        s["role"] == "follower" && s["leaderId"] == 2
+    })
+    .await;
     let removed = two.change("DELETE", "/members/1", "").await;
     assert!(version(&removed) > three_voter, "{removed}");
     assert_eq!(

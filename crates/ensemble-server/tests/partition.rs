@@ -90,20 +90,24 @@ async fn start_three(faults: &Faults) -> BTreeMap<u64, Running> {
     running
 }
 
-/// `/status` of a member, through its admin port.
-async fn status(member: &Running) -> Option<serde_json::Value> {
+/// `GET path` on a member's admin port: the status code and the body.
+async fn admin_get(member: &Running, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", member.admin_port))
         .await
         .ok()?;
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
+/// `/status` of a member, through its admin port.
+async fn status(member: &Running) -> Option<serde_json::Value> {
+    serde_json::from_str(&admin_get(member, "/status").await?.1).ok()
 }
 
 /// Waits until the members in `ids` agree on a leader among themselves.
@@ -126,6 +130,14 @@ async fn leader_of(members: &BTreeMap<u64, Running>, ids: &[u64]) -> u64 {
             Instant::now() < deadline,
             "no agreed leader among {ids:?}: {leaders:?}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn until_ready(member: &Running, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while admin_get(member, "/readyz").await.map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "{what} never got ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -263,6 +275,67 @@ async fn a_follower_cut_off_and_healed_does_not_unseat_the_leader() {
             "member {id}'s term after healing"
         );
     }
+
+    drop(client);
+    stop_all(members).await;
+}
+
+/// A follower cut off from its leader stops serving once it has heard nothing from it
+/// for two election timeouts. Pre-vote keeps its term and its vote, so without that
+/// rule it would name the leader, report itself ready and serve stale reads for as
+/// long as the cut lasts; it is also how a member removed while it could not hear the
+/// change learns that no leader talks to it. ZooKeeper's follower drops its clients
+/// when it loses the leader, too. Healed, it follows the same leader again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_cut_off_from_its_leader_stops_serving_until_healed() {
+    let faults = Faults::default();
+    let members = start_three(&faults).await;
+    let all = [1, 2, 3];
+    let leader = leader_of(&members, &all).await;
+    let follower = *all.iter().find(|id| **id != leader).expect("a follower");
+    let cut_off = &members[&follower];
+    until_ready(cut_off, "the follower").await;
+
+    faults.isolate(follower);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let report = status(cut_off).await.expect("the follower's status");
+        if report["leaderId"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a follower cut off for {WAIT:?} still names its leader: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, reason) = admin_get(cut_off, "/readyz").await.expect("readyz");
+    assert_eq!(code, 503, "{reason}");
+    assert!(reason.contains("no leader"), "{reason}");
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&cut_off.client_addr),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a follower that hears no leader opened a session"
+    );
+
+    faults.heal();
+    assert_eq!(
+        leader_of(&members, &all).await,
+        leader,
+        "the leader changed"
+    );
+    until_ready(cut_off, "the healed follower").await;
+    let client = connect(&cut_off.client_addr).await;
+    client
+        .create("/healed", b"1", &OPEN)
+        .await
+        .expect("a write through the healed follower");
 
     drop(client);
     stop_all(members).await;

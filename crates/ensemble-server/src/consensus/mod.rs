@@ -49,8 +49,10 @@
 //! - **No split brain, minority refuses.** A leader that has not heard from a
 //!   majority of voters within two election timeouts stops being leader (check-quorum;
 //!   openraft refuses its new writes after one):
-//!   its status shows no leader and its proposals fail. A member that knows no
-//!   leader refuses proposals; the server then refuses clients (ZooKeeper's rule).
+//!   its status shows no leader and its proposals fail. Likewise a follower that
+//!   has not heard from its leader for as long shows no leader (see `node`). A
+//!   member that knows no leader refuses proposals; the server then refuses clients
+//!   (ZooKeeper's rule).
 //! - **Fast failover.** A follower whose leader's connection closes dials the
 //!   leader afresh; if that fails too (the process died, or a fault cut the link),
 //!   the leader is gone: the follower stands for election after a random pause of at
@@ -213,7 +215,8 @@ pub struct Membership {
     pub learners: BTreeMap<MemberId, String>,
     /// Voters that a change in progress removes (they are in `voters` until it
     /// completes). A removed member may never see the change complete, as the leader
-    /// stops replicating to it, but it does see this first half.
+    /// stops replicating to it; it usually sees this first half, and if it missed
+    /// that too, it reports no leader once it has heard none for a while.
     pub leaving: BTreeSet<MemberId>,
 }
 
@@ -472,6 +475,7 @@ impl Consensus {
             proposer: std::sync::Mutex::new(node::Proposer::default()),
             change_lock: tokio::sync::Mutex::new(()),
             leader_gone: std::sync::Mutex::new(None),
+            leader_heard: std::sync::Mutex::new(None),
             fast_path: std::sync::Mutex::new(node::FastPath::default()),
             incoming_snapshot: std::sync::Mutex::new(transfer::Assembly::default()),
             stop: tokio_util::sync::CancellationToken::new(),

@@ -5,7 +5,13 @@
 //!   heartbeat) to publish [`Status`] and to run *check-quorum*: a leader whose last
 //!   quorum acknowledgement is older than two maximum election timeouts reports no
 //!   leader and refuses proposals (openraft's own lease refuses new writes after one),
-//!   until a quorum answers again.
+//!   until a quorum answers again. Symmetrically, a follower or learner that has
+//!   heard nothing from its leader for as long reports no leader, until the leader
+//!   (or a new one) is heard again: pre-vote keeps a cut-off member's term and its
+//!   vote, so openraft goes on naming the leader it can no longer hear, and a voter
+//!   removed before it received the change never hears from a leader again.
+//!   Heard means an append (or heartbeat) accepted, or one refused only for a log
+//!   conflict, or a snapshot chunk.
 //! - **Proposal path.** At most one path to the leader exists, owned by
 //!   [`Proposer`] under one lock with the generation. A path is a queue and a task
 //!   that sends its commands, pipelined and in order, on one connection to the
@@ -27,7 +33,7 @@ use futures_util::{FutureExt, StreamExt};
 use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendError, VoteRequest};
 use openraft::vote::RaftLeaderId as _;
 use openraft::{BasicNode, ChangeMembers, Instant as _, ReadPolicy, ServerState};
 use tokio::sync::{mpsc, watch};
@@ -74,6 +80,8 @@ pub(crate) struct Node {
     /// Fast-path pre-votes granted, and the term this member stood for; see
     /// [`Node::stand_unless_another_does`].
     pub(crate) fast_path: Mutex<FastPath>,
+    /// When this member last heard from a leader; see [`Node::heard_from_leader`].
+    pub(crate) leader_heard: Mutex<Option<tokio::time::Instant>>,
     /// The snapshot a leader is sending this member, chunk by chunk.
     pub(crate) incoming_snapshot: Mutex<Assembly>,
     pub(crate) stop: CancellationToken,
@@ -496,6 +504,11 @@ impl Node {
                     }
                 } else {
                     leading_since = None;
+                    if matches!(role, Role::Follower | Role::Learner)
+                        && !self.heard_from_leader_within(quorum_window)
+                    {
+                        leader = None;
+                    }
                 }
                 if role == Role::Outside || role == Role::Stopped {
                     leader = leader.filter(|_| role == Role::Outside);
@@ -751,6 +764,21 @@ impl Node {
         granted > voters.len() / 2
     }
 
+    /// Notes that a leader was just heard from (see the module contract).
+    fn heard_from_leader(&self) {
+        *self.leader_heard.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
+    }
+
+    /// Whether a leader was heard from within `window`; never, since this process
+    /// started, counts as not.
+    fn heard_from_leader_within(&self, window: Duration) -> bool {
+        self.leader_heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|heard| heard.elapsed() <= window)
+    }
+
     /// Whether this member saw the leader of its current term go away.
     fn saw_leader_go(&self) -> bool {
         let gone = *self.leader_gone.lock().unwrap_or_else(|p| p.into_inner());
@@ -781,10 +809,17 @@ impl Service for Node {
         self: Arc<Self>,
         appends: BoxStream<'static, AppendEntriesRequest<super::types::C>>,
     ) -> BoxStream<'static, Response> {
+        let node = Arc::clone(&self);
         self.raft
             .stream_append(appends)
-            .map(|answer| {
-                answer.map_or(Response::Failed(WireError::Stopped), Response::StreamAppend)
+            .map(move |answer| match answer {
+                Ok(answer) => {
+                    if !matches!(answer, Err(StreamAppendError::HigherVote(_))) {
+                        node.heard_from_leader();
+                    }
+                    Response::StreamAppend(answer)
+                }
+                Err(_) => Response::Failed(WireError::Stopped),
             })
             .boxed()
     }
@@ -793,11 +828,15 @@ impl Service for Node {
         async move {
             let stopped = Response::Failed(WireError::Stopped);
             match request {
-                Request::Append(rpc) => self
-                    .raft
-                    .append_entries(rpc)
-                    .await
-                    .map_or(stopped, Response::Append),
+                Request::Append(rpc) => match self.raft.append_entries(rpc).await {
+                    Ok(answer) => {
+                        if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
+                            self.heard_from_leader();
+                        }
+                        Response::Append(answer)
+                    }
+                    Err(_) => stopped,
+                },
                 // The transport routes these to `append_stream`.
                 Request::StreamAppend(_) => Response::Failed(WireError::Other(
                     "a streamed append outside a stream".into(),
@@ -826,17 +865,19 @@ impl Service for Node {
                             .map_or(stopped, Response::Vote)
                     }
                 }
-                Request::Snapshot { vote, meta, data } => self
-                    .raft
-                    .install_full_snapshot(
-                        vote,
-                        Snapshot {
-                            meta,
-                            snapshot: data,
-                        },
-                    )
-                    .await
-                    .map_or(stopped, Response::Snapshot),
+                Request::Snapshot { vote, meta, data } => {
+                    self.heard_from_leader();
+                    self.raft
+                        .install_full_snapshot(
+                            vote,
+                            Snapshot {
+                                meta,
+                                snapshot: data,
+                            },
+                        )
+                        .await
+                        .map_or(stopped, Response::Snapshot)
+                }
                 Request::SnapshotChunk {
                     vote,
                     meta,
@@ -844,6 +885,10 @@ impl Service for Node {
                     offset,
                     data,
                 } => {
+                    // Heard on arrival (as a whole snapshot above): the last chunk's
+                    // answer waits for the snapshot to be restored, which may take
+                    // longer than the window.
+                    self.heard_from_leader();
                     let taken = self
                         .incoming_snapshot
                         .lock()
