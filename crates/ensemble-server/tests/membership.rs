@@ -583,13 +583,36 @@ async fn voters_change_together_or_not_at_all() {
         .await;
     assert_eq!(roles(&after), three_voters, "{after}");
 
-    // Two voters leave in one request: three voters become one.
-    let (config, _) = reconfig(&admin, &[], "2,3").await.expect("reconfig");
-    let config = String::from_utf8(config).expect("text");
-    let lines: Vec<&str> = config.lines().collect();
-    assert_eq!(lines.len(), 2, "{config}");
-    assert!(lines[0].starts_with("server.1="), "{config}");
-    assert!(lines[1].starts_with("version="), "{config}");
+    // Two voters leave in one request, sent to one of them: three voters become one.
+    // The member asked answers with the new configuration (the leader's word, as it
+    // never applies the change itself), then closes the connection.
+    let on_three = within(
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .with_auth("digest", b"super:reconfigure")
+            .connect(&three.client.to_string()),
+    )
+    .await
+    .expect("connect to member 3 as super");
+    let mut state = on_three.state_watcher();
+    let (config, stat) = reconfig(&on_three, &[], "2,3").await.expect("reconfig");
+    let text = String::from_utf8(config.clone()).expect("text");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("server.1="), "{text}");
+    assert!(lines[1].starts_with("version="), "{text}");
+    let (on_one, one_stat) = admin.get_config().await.expect("config on member 1");
+    assert_eq!(on_one, config, "member 1's /zookeeper/config");
+    assert_eq!(one_stat.mzxid, stat.mzxid);
+    let closed = within(async {
+        loop {
+            if state.changed().await != zk::SessionState::SyncConnected {
+                break;
+            }
+        }
+    });
+    closed.await;
+    drop(on_three);
     let shrunk = one.status().await;
     assert_eq!(
         roles(&shrunk),

@@ -205,7 +205,7 @@ pub enum Role {
 }
 
 /// The membership as of the last membership entry in the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Membership {
     /// The log index of the membership entry (`/zookeeper/config`'s version).
     pub version: u64,
@@ -218,6 +218,13 @@ pub struct Membership {
     /// stops replicating to it; it usually sees this first half, and if it missed
     /// that too, it reports no leader once it has heard none for a while.
     pub leaving: BTreeSet<MemberId>,
+}
+
+impl Membership {
+    /// Whether `id` is a voter or a learner.
+    pub fn contains(&self, id: MemberId) -> bool {
+        self.voters.contains_key(&id) || self.learners.contains_key(&id)
+    }
 }
 
 /// A member's view of consensus.
@@ -595,14 +602,24 @@ impl Consensus {
 
     /// Makes the caught-up learners in `promote` voters and removes the members in
     /// `remove`, in one change of the voters (joint consensus): no set of voters in
-    /// between ever decides. Refused as a whole if any part is refused.
+    /// between ever decides. Refused as a whole if any part is refused. Returns the
+    /// membership after the change, as the leader wrote it: a member that the change
+    /// removes never sees it applied here.
     pub async fn change_voters(
         &self,
         promote: BTreeSet<MemberId>,
         remove: BTreeSet<MemberId>,
-    ) -> Result<(), ConsensusError> {
-        self.change_membership(transport::Change::Voters { promote, remove })
-            .await
+    ) -> Result<Arc<Membership>, ConsensusError> {
+        let removes_me = remove.contains(&self.node.id);
+        let change = transport::Change::Voters { promote, remove };
+        if removes_me {
+            if let Some(after) = self.change(change, true).await? {
+                return Ok(Arc::new(after));
+            }
+        } else {
+            self.change_membership(change).await?;
+        }
+        Ok(self.status().membership)
     }
 
     /// Runs a membership change, committed when it returns, then waits until this
@@ -610,7 +627,7 @@ impl Consensus {
     /// an election timeout: a member the leader stopped replicating to (one just
     /// removed) never sees it.
     async fn change_membership(&self, change: transport::Change) -> Result<(), ConsensusError> {
-        self.change(change).await?;
+        self.change(change, false).await?;
         if let Ok(index) = self.read_index().await {
             let mut status = self.watch_status();
             let shown = status.wait_for(|s| s.commit_index >= index || s.role == Role::Stopped);
@@ -621,7 +638,7 @@ impl Consensus {
 
     /// Moves leadership to voter `to` and waits until it leads.
     pub async fn transfer_leadership(&self, to: MemberId) -> Result<(), ConsensusError> {
-        self.change(transport::Change::TransferLeadership(to))
+        self.change(transport::Change::TransferLeadership(to), false)
             .await?;
         let mut status = self.watch_status();
         let wait = status.wait_for(|s| s.leader == Some(to));
@@ -631,6 +648,11 @@ impl Consensus {
             Err(_) => Err(ConsensusError::Timeout),
         };
         outcome
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> MemberId {
+        self.node.id
     }
 
     pub fn status(&self) -> Status {
@@ -679,12 +701,25 @@ impl Consensus {
         });
     }
 
-    async fn change(&self, change: transport::Change) -> Result<(), ConsensusError> {
+    /// Runs a change on the leader. With `report`, the answer has the membership after
+    /// it when this member leads or the leader is asked for it (see
+    /// [`transport::Request::ChangeAndReport`]).
+    async fn change(
+        &self,
+        change: transport::Change,
+        report: bool,
+    ) -> Result<Option<Membership>, ConsensusError> {
         if self.node.leads_acknowledged().await {
             return self.node.change_local(change).await;
         }
-        match self.forward(transport::Request::Change(change)).await? {
-            transport::Response::Done => Ok(()),
+        let request = if report {
+            transport::Request::ChangeAndReport(change)
+        } else {
+            transport::Request::Change(change)
+        };
+        match self.forward(request).await? {
+            transport::Response::Done => Ok(None),
+            transport::Response::Membership(after) => Ok(Some(after)),
             _ => Err(ConsensusError::Other(
                 "unexpected answer from the leader".into(),
             )),

@@ -45,7 +45,7 @@ use super::transfer::{Assembly, Chunk, Taken};
 use super::transport::{
     Change, Connection, Peers, Request, Response, Service, WireError, RECONNECT_BACKOFF,
 };
-use super::types::{membership_view, Command, LogId, Raft, Snapshot, Vote};
+use super::types::{membership_view, Command, LogId, Raft, Snapshot, StoredMembership, Vote};
 use super::{ConsensusError, MemberId, Membership, Options, Role, StateMachine, Status};
 
 /// How long a forwarded request waits for the leader.
@@ -151,6 +151,12 @@ pub(crate) fn unwire(e: WireError) -> ConsensusError {
         WireError::Stopped => ConsensusError::Stopped,
         WireError::Other(reason) => ConsensusError::Other(reason),
     }
+}
+
+/// The membership a membership entry just written sets.
+fn membership_written(written: openraft::raft::ClientWriteResponse<super::types::C>) -> Membership {
+    let membership = written.membership.unwrap_or_default();
+    membership_view(&StoredMembership::new(Some(written.log_id), membership))
 }
 
 fn write_error(e: RaftError<super::types::C, ClientWriteError<super::types::C>>) -> ConsensusError {
@@ -318,8 +324,12 @@ impl Node {
         }
     }
 
-    /// Runs a membership change on this member, which must lead.
-    pub(crate) async fn change_local(&self, change: Change) -> Result<(), ConsensusError> {
+    /// Runs a membership change on this member, which must lead: the membership after
+    /// it, once committed and applied here (none for a leadership transfer).
+    pub(crate) async fn change_local(
+        &self,
+        change: Change,
+    ) -> Result<Option<Membership>, ConsensusError> {
         if !self.leads_acknowledged().await {
             return Err(ConsensusError::NoLeader);
         }
@@ -339,24 +349,25 @@ impl Node {
                 if known(id) {
                     return Err(ConsensusError::AlreadyMember(id));
                 }
-                self.raft
+                let written = self
+                    .raft
                     .add_learner(id, BasicNode { addr: address }, false)
                     .await
                     .map_err(write_error)?;
+                Ok(Some(membership_written(written)))
             }
-            Change::Promote(id) => {
-                return self
-                    .change_voters(&metrics, BTreeSet::from([id]), BTreeSet::new())
-                    .await;
-            }
-            Change::Remove(id) => {
-                return self
-                    .change_voters(&metrics, BTreeSet::new(), BTreeSet::from([id]))
-                    .await;
-            }
-            Change::Voters { promote, remove } => {
-                return self.change_voters(&metrics, promote, remove).await;
-            }
+            Change::Promote(id) => self
+                .change_voters(&metrics, BTreeSet::from([id]), BTreeSet::new())
+                .await
+                .map(Some),
+            Change::Remove(id) => self
+                .change_voters(&metrics, BTreeSet::new(), BTreeSet::from([id]))
+                .await
+                .map(Some),
+            Change::Voters { promote, remove } => self
+                .change_voters(&metrics, promote, remove)
+                .await
+                .map(Some),
             Change::TransferLeadership(to) => {
                 if !voters.contains(&to) {
                     return Err(ConsensusError::UnknownMember(to));
@@ -368,9 +379,9 @@ impl Node {
                         .await
                         .map_err(|_| ConsensusError::Stopped)?;
                 }
+                Ok(None)
             }
         }
-        Ok(())
     }
 
     /// Makes the learners in `promote` voters and takes the members in `remove` out of
@@ -382,7 +393,7 @@ impl Node {
         metrics: &openraft::RaftMetrics<super::types::C>,
         promote: BTreeSet<MemberId>,
         remove: BTreeSet<MemberId>,
-    ) -> Result<(), ConsensusError> {
+    ) -> Result<Membership, ConsensusError> {
         let membership = metrics.membership_config.membership();
         let mut voters: BTreeSet<MemberId> = membership.voter_ids().collect();
         if let Some(id) = promote
@@ -432,16 +443,17 @@ impl Node {
             changes.push(ChangeMembers::RemoveNodes(learners_removed));
         }
         let change = match changes.len() {
-            0 => return Ok(()),
+            0 => return Ok(membership_view(&metrics.membership_config)),
             1 => changes.remove(0),
             _ => ChangeMembers::Batch(changes),
         };
         // Voters taken out are not kept as learners: they leave the membership.
-        self.raft
+        let written = self
+            .raft
             .change_membership(change, false)
             .await
             .map_err(write_error)?;
-        Ok(())
+        Ok(membership_written(written))
     }
 
     /// Publishes the status from openraft's metrics and runs check-quorum.
@@ -464,8 +476,7 @@ impl Node {
                         view
                     }
                 };
-                let in_membership = membership.voters.contains_key(&self.id)
-                    || membership.learners.contains_key(&self.id);
+                let in_membership = membership.contains(self.id);
                 let mut leader = m.current_leader;
                 let mut role = match m.state {
                     ServerState::Shutdown => Role::Stopped,
@@ -925,11 +936,16 @@ impl Service for Node {
                     Err(e) => Response::Failed(wire(&e)),
                 },
                 Request::Change(change) => match self.change_local(change).await {
-                    Ok(()) => {
+                    Ok(_) => {
                         self.peers
                             .want_commit(from, self.status.borrow().commit_index);
                         Response::Done
                     }
+                    Err(e) => Response::Failed(wire(&e)),
+                },
+                Request::ChangeAndReport(change) => match self.change_local(change).await {
+                    Ok(Some(membership)) => Response::Membership(membership),
+                    Ok(None) => Response::Done,
                     Err(e) => Response::Failed(wire(&e)),
                 },
                 Request::LeaderMessage(message) => {

@@ -89,6 +89,11 @@ pub(crate) enum Request {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// A membership change answered with the membership after it
+    /// ([`Response::Membership`]), which the asking member may never see applied: it is
+    /// sent only by a member that the change removes (members of earlier releases do
+    /// not read it, so any other change goes as [`Request::Change`]).
+    ChangeAndReport(Change),
 }
 
 /// A membership change forwarded to the leader.
@@ -119,6 +124,8 @@ pub(crate) enum Response {
     Done,
     ReadIndex(u64),
     Failed(WireError),
+    /// The answer to [`Request::ChangeAndReport`].
+    Membership(super::Membership),
 }
 
 /// A refusal, as it crosses the network.

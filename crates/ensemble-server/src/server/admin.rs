@@ -580,7 +580,7 @@ async fn change_voters(
         }
     };
     membership_call(admin, headers, move |c| async move {
-        c.change_voters(promote, remove).await
+        c.change_voters(promote, remove).await.map(|_| ())
     })
     .await
 }

@@ -13,6 +13,7 @@
 //! node, as ZooKeeper 3.9 does. A sync waits (in its slot) until this member has
 //! applied the commit index the leader confirms ([`State::request_sync`]).
 
+use crate::consensus::Membership;
 use crate::protocol::{
     encode_reply, perms, AddWatchMode, ClientInfo, Create2Response, CreateResponse, ErrorCode,
     ErrorResponse, GetAclResponse, GetAllChildrenNumberResponse, GetChildren2Response,
@@ -255,17 +256,22 @@ pub(crate) fn sync_reply(xid: i32, zxid: i64, path: String) -> Ready {
     encode(xid, zxid, Ok(Response::Sync(SyncResponse { path })), false)
 }
 
-/// The reply to a reconfig once its changes are applied here: the new
-/// configuration, as `getData("/zookeeper/config")` returns it.
-pub(crate) fn reconfig_reply(state: &State, xid: i32) -> Ready {
-    let reply =
-        config_data(state).map(|(data, stat)| Response::GetData(GetDataResponse { data, stat }));
-    ready(state, xid, reply, false)
+/// The reply to a reconfig: the new configuration, as `getData("/zookeeper/config")`
+/// returns it once the change is applied here, or as `after` (the leader's word) on a
+/// member that the change removed, which never applies it. A member leaving or out of
+/// the membership closes the connection after it.
+pub(crate) fn reconfig_reply(state: &State, xid: i32, after: Option<&Membership>) -> Ready {
+    let reply = match after {
+        Some(membership) => membership_config(state, membership),
+        None => config_data(state),
+    }
+    .map(|(data, stat)| Response::GetData(GetDataResponse { data, stat }));
+    ready(state, xid, reply, after.is_some() || state.leaving())
 }
 
-/// A failed sync or reconfig.
-pub(crate) fn error_reply(state: &State, xid: i32, code: ErrorCode) -> Ready {
-    ready(state, xid, Err(code), false)
+/// A refused reconfig; closes the connection as [`reconfig_reply`] does.
+pub(crate) fn reconfig_refused(state: &State, xid: i32, code: ErrorCode) -> Ready {
+    ready(state, xid, Err(code), state.leaving())
 }
 
 /// What a reconfig asks for, if `reconfigEnabled` and the caller may change
@@ -296,17 +302,25 @@ fn reconfig_plan(
 /// `/zookeeper/config`: the membership as ZooKeeper prints it, with the node's
 /// stat (its data length and mzxid those of the membership).
 fn config_data(state: &State) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
-    let node = state
-        .tree
-        .node(crate::tree::CONFIG_NODE)
-        .ok_or(ErrorCode::NoNode)?;
     let membership = state
         .consensus()
         .map(|c| c.status().membership)
         .unwrap_or_default();
+    membership_config(state, &membership)
+}
+
+/// `/zookeeper/config` showing `membership`.
+fn membership_config(
+    state: &State,
+    membership: &Membership,
+) -> Result<(Option<Vec<u8>>, Stat), ErrorCode> {
+    let node = state
+        .tree
+        .node(crate::tree::CONFIG_NODE)
+        .ok_or(ErrorCode::NoNode)?;
     let client = state.client_address.map(|address| address.to_string());
     let local = client.as_deref().map(|address| (state.my_id(), address));
-    let text = config_text(&membership, local).into_bytes();
+    let text = config_text(membership, local).into_bytes();
     let mut stat = node.stat();
     stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);
     stat.mzxid = i64::try_from(membership.version).unwrap_or(i64::MAX);

@@ -353,45 +353,62 @@ async fn run_background(
                 xid,
                 work,
             } = request;
-            let (build, changed): (state::Build, _) = match work {
-                Work::Sync(path) => (
-                    Box::new(move |state: &State| {
+            // The index the reply waits for and how to build it; none if the leader is
+            // out of reach, and then the connection closes.
+            let answer: Option<(i64, state::Build)> = match work {
+                Work::Sync(path) => read_index(&consensus).await.map(|zxid| {
+                    let build: state::Build = Box::new(move |state: &State| {
                         handler::sync_reply(xid, state.tree.last_zxid(), path)
-                    }),
-                    Ok(()),
-                ),
+                    });
+                    (zxid, build)
+                }),
                 Work::Reconfig(changes) => {
                     let config = &shared.config;
                     let catch_up = Duration::from_millis(
                         u64::from(config.init_limit) * u64::from(config.tick_time_ms),
                     );
-                    (
-                        Box::new(move |state: &State| handler::reconfig_reply(state, xid)),
-                        reconfig::execute(&consensus, changes, catch_up).await,
-                    )
-                }
-            };
-            let index = match changed {
-                Ok(()) => consensus.read_index().await,
-                Err(code) => {
-                    let mut state = lock(&shared.state);
-                    let ready = handler::error_reply(&state, xid, code);
-                    state.complete_at(0, conn, slot, Box::new(move |_| ready));
-                    return;
+                    match reconfig::execute(&consensus, changes, catch_up).await {
+                        Err(code) => Some((
+                            0,
+                            Box::new(move |state: &State| {
+                                handler::reconfig_refused(state, xid, code)
+                            }),
+                        )),
+                        // Removed: this member never applies the change, so it answers
+                        // at once with the membership the leader wrote.
+                        Ok(Some(after)) if !after.contains(consensus.id()) => Some((
+                            0,
+                            Box::new(move |state: &State| {
+                                handler::reconfig_reply(state, xid, Some(&after))
+                            }),
+                        )),
+                        Ok(_) => read_index(&consensus).await.map(|zxid| {
+                            let build: state::Build = Box::new(move |state: &State| {
+                                handler::reconfig_reply(state, xid, None)
+                            });
+                            (zxid, build)
+                        }),
+                    }
                 }
             };
             let mut state = lock(&shared.state);
-            match index {
-                Ok(index) => {
-                    let zxid = i64::try_from(index).unwrap_or(i64::MAX);
-                    state.complete_at(zxid, conn, slot, build);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "no read index; closing the connection");
-                    state.send(conn, state::Outbound::Close);
-                }
+            state.background_done(conn);
+            match answer {
+                Some((zxid, build)) => state.complete_at(zxid, conn, slot, build),
+                None => state.send(conn, state::Outbound::Close),
             }
         });
+    }
+}
+
+/// The leader's commit index as of now, as a zxid; none if the leader is out of reach.
+async fn read_index(consensus: &Consensus) -> Option<i64> {
+    match consensus.read_index().await {
+        Ok(index) => Some(i64::try_from(index).unwrap_or(i64::MAX)),
+        Err(e) => {
+            tracing::debug!(error = %e, "no read index; closing the connection");
+            None
+        }
     }
 }
 
@@ -472,7 +489,7 @@ async fn follow_consensus(
                     if leaving {
                         // Its clients move to members that stay, now rather than
                         // once this member notices that no leader talks to it.
-                        state.close_all_connections();
+                        state.close_connections_leaving();
                     }
                 }
                 if role != last_role {

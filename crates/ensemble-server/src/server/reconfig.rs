@@ -24,9 +24,12 @@
 //!   together, so no set of voters in between ever decides. If any part fails, the
 //!   learners it added are removed again and the membership is as it was. Refusals
 //!   map to ZooKeeper's codes (a change in progress is `ReconfigInProgress`; a
-//!   learner that does not catch up in time is `NewConfigNoQuorum`).
+//!   learner that does not catch up in time is `NewConfigNoQuorum`). It returns the
+//!   membership after the change of the voters as the leader wrote it, which a member
+//!   that the change removes answers with, since it never applies that change itself.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ServerRole, ServerSpec};
@@ -244,7 +247,7 @@ pub(crate) async fn execute(
     consensus: &Consensus,
     changes: Vec<Change>,
     catch_up: Duration,
-) -> Result<(), ErrorCode> {
+) -> Result<Option<Arc<Membership>>, ErrorCode> {
     let before = consensus.status().membership;
     let known = |id: &MemberId| before.voters.contains_key(id) || before.learners.contains_key(id);
     let mut promote = BTreeSet::new();
@@ -271,10 +274,10 @@ pub(crate) async fn execute(
         }
     }
     let mut added = BTreeSet::new();
-    let mut outcome = Ok(());
+    let mut outcome = Ok(None);
     for (id, address) in joining {
-        outcome = consensus.add_learner(id, address).await;
-        if outcome.is_err() {
+        if let Err(e) = consensus.add_learner(id, address).await {
+            outcome = Err(e);
             break;
         }
         added.insert(id);
@@ -289,12 +292,12 @@ pub(crate) async fn execute(
                 Err(ConsensusError::NotCaughtUp { .. }) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                done => break done,
+                done => break done.map(Some),
             }
         };
     }
     match outcome {
-        Ok(()) => Ok(()),
+        Ok(after) => Ok(after),
         Err(error) => {
             if !added.is_empty() {
                 if let Err(undo) = consensus.change_voters(BTreeSet::new(), added).await {

@@ -152,6 +152,9 @@ pub(crate) struct State {
     waiting: BTreeMap<i64, Vec<IndexWaiter>>,
     /// Where syncs and reconfigs go to wait on consensus.
     background: Option<UnboundedSender<Background>>,
+    /// Connections with a reconfig under way, which this member leaving does not
+    /// close before it answers (see [`State::close_connections_leaving`]).
+    reconfiguring: std::collections::HashSet<ConnId>,
     /// `reconfigEnabled`.
     pub reconfig_enabled: bool,
     /// The client address this member listens on, once bound (the config may say
@@ -205,6 +208,7 @@ impl State {
             next_slot: 1,
             waiting: BTreeMap::new(),
             background: None,
+            reconfiguring: std::collections::HashSet::new(),
             reconfig_enabled: config.reconfig_enabled,
             client_address: None,
             leading: false,
@@ -507,6 +511,9 @@ impl State {
         let Some(slot) = self.await_slot(conn) else {
             return;
         };
+        if matches!(work, Work::Reconfig(_)) {
+            self.reconfiguring.insert(conn);
+        }
         let sent = self.background.as_ref().is_some_and(|tx| {
             tx.send(Background {
                 conn,
@@ -648,6 +655,7 @@ impl State {
     /// it expires or a client resumes it.
     pub fn unregister_connection(&mut self, conn: ConnId, session_id: Option<i64>) {
         self.outboxes.remove(&conn);
+        self.reconfiguring.remove(&conn);
         self.queues.remove(&conn);
         self.generations.remove(&conn);
         self.watches.remove_watcher(&conn);
@@ -663,6 +671,30 @@ impl State {
         for outbox in self.outboxes.values() {
             let _ = outbox.send(Outbound::Close);
         }
+    }
+
+    /// Closes the client connections of a member that a membership change removes,
+    /// but for those waiting for a reconfig's answer (which may be the change itself):
+    /// each closes once answered (see `handler::reconfig_reply`).
+    pub fn close_connections_leaving(&mut self) {
+        for (conn, outbox) in &self.outboxes {
+            if !self.reconfiguring.contains(conn) {
+                let _ = outbox.send(Outbound::Close);
+            }
+        }
+    }
+
+    /// Forgets that `conn` waits for a reconfig, once its answer is ready.
+    pub fn background_done(&mut self, conn: ConnId) {
+        self.reconfiguring.remove(&conn);
+    }
+
+    /// Whether this member is being removed from the membership, or is out of it.
+    pub fn leaving(&self) -> bool {
+        self.consensus.as_ref().is_some_and(|c| {
+            let status = c.status();
+            status.membership.leaving.contains(&status.id) || status.role == Role::Outside
+        })
     }
 
     /// Attaches a session to a connection, closing the one it was attached to.
