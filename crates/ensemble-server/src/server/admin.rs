@@ -464,7 +464,7 @@ const LEAD_WAIT: Duration = Duration::from_secs(10);
 /// Why a member that is not blank does not found an ensemble.
 fn not_blank(status: &Status) -> String {
     let membership = &status.membership;
-    if membership.voters.contains_key(&status.id) || membership.learners.contains_key(&status.id) {
+    if membership.contains(status.id) {
         format!(
             "member {} is already a member of an ensemble (membership version {})",
             status.id, membership.version

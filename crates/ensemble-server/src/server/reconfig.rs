@@ -150,8 +150,6 @@ pub(crate) fn plan(
     if request.cur_config_id != -1 && request.cur_config_id != version {
         return Err(ErrorCode::BadVersion);
     }
-    let is_member =
-        |id: &MemberId| current.voters.contains_key(id) || current.learners.contains_key(id);
     let mut adds = Vec::new();
     let mut removes = Vec::new();
     let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
@@ -201,7 +199,7 @@ pub(crate) fn plan(
             .filter(|s| !s.is_empty())
         {
             let id: MemberId = id.parse().map_err(|_| ErrorCode::BadArguments)?;
-            if !is_member(&id) {
+            if !current.contains(id) {
                 return Err(ErrorCode::BadArguments);
             }
             removes.push(Change::Remove(id));
@@ -249,7 +247,6 @@ pub(crate) async fn execute(
     catch_up: Duration,
 ) -> Result<Option<Arc<Membership>>, ErrorCode> {
     let before = consensus.status().membership;
-    let known = |id: &MemberId| before.voters.contains_key(id) || before.learners.contains_key(id);
     let mut promote = BTreeSet::new();
     let mut remove = BTreeSet::new();
     let mut joining = Vec::new();
@@ -261,7 +258,7 @@ pub(crate) async fn execute(
                 id, voter: false, ..
             } if before.voters.contains_key(&id) => return Err(ErrorCode::BadArguments),
             Change::Add { id, address, voter } => {
-                if !known(&id) {
+                if !before.contains(id) {
                     joining.push((id, address));
                 }
                 if voter && !before.voters.contains_key(&id) {
