@@ -603,8 +603,9 @@ impl Consensus {
     /// Makes the caught-up learners in `promote` voters and removes the members in
     /// `remove`, in one change of the voters (joint consensus): no set of voters in
     /// between ever decides. Refused as a whole if any part is refused. Returns the
-    /// membership after the change, as the leader wrote it: a member that the change
-    /// removes never sees it applied here.
+    /// membership after the change as this member shows it once applied (see
+    /// `change_membership`) or, on a member that the change removes and which never
+    /// applies it, as the leader wrote it.
     pub async fn change_voters(
         &self,
         promote: BTreeSet<MemberId>,

@@ -820,13 +820,16 @@ impl Service for Node {
         self: Arc<Self>,
         appends: BoxStream<'static, AppendEntriesRequest<super::types::C>>,
     ) -> BoxStream<'static, Response> {
-        let node = Arc::clone(&self);
+        // Weak: a stream that outlives the member must not keep it alive.
+        let node = Arc::downgrade(&self);
         self.raft
             .stream_append(appends)
             .map(move |answer| match answer {
                 Ok(answer) => {
                     if !matches!(answer, Err(StreamAppendError::HigherVote(_))) {
-                        node.heard_from_leader();
+                        if let Some(node) = node.upgrade() {
+                            node.heard_from_leader();
+                        }
                     }
                     Response::StreamAppend(answer)
                 }
