@@ -170,6 +170,19 @@ impl Running {
         .await
         .expect("connect")
     }
+
+    /// A session as ZooKeeper's super user (the members' super digest), who may
+    /// reconfigure.
+    async fn super_client(&self) -> zk::Client {
+        within(
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .with_auth("digest", b"super:reconfigure")
+                .connect(&self.client.to_string()),
+        )
+        .await
+        .expect("connect as super")
+    }
 }
 
 fn version(status: &Value) -> u64 {
@@ -553,14 +566,7 @@ async fn voters_change_together_or_not_at_all() {
     let refused = reconfig(&anyone, &[], "3").await;
     assert!(matches!(refused, Err(zk::Error::NoAuth)), "{refused:?}");
     drop(anyone);
-    let admin = within(
-        zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(10))
-            .with_auth("digest", b"super:reconfigure")
-            .connect(&one.client.to_string()),
-    )
-    .await
-    .expect("connect as super");
+    let admin = one.super_client().await;
     // A joiner that cannot catch up within initLimit ticks fails the whole request:
     // member 3 does not leave, and the learner added for member 5 is removed again.
     let dead = nowhere().await;
@@ -586,14 +592,7 @@ async fn voters_change_together_or_not_at_all() {
     // Two voters leave in one request, sent to one of them: three voters become one.
     // The member asked answers with the new configuration (the leader's word, as it
     // never applies the change itself), then closes the connection.
-    let on_three = within(
-        zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(10))
-            .with_auth("digest", b"super:reconfigure")
-            .connect(&three.client.to_string()),
-    )
-    .await
-    .expect("connect to member 3 as super");
+    let on_three = three.super_client().await;
     let mut state = on_three.state_watcher();
     let (config, stat) = reconfig(&on_three, &[], "2,3").await.expect("reconfig");
     let text = String::from_utf8(config.clone()).expect("text");
@@ -604,14 +603,7 @@ async fn voters_change_together_or_not_at_all() {
     let (on_one, one_stat) = admin.get_config().await.expect("config on member 1");
     assert_eq!(on_one, config, "member 1's /zookeeper/config");
     assert_eq!(one_stat.mzxid, stat.mzxid);
-    let closed = within(async {
-        loop {
-            if state.changed().await != zk::SessionState::SyncConnected {
-                break;
-            }
-        }
-    });
-    closed.await;
+    within(async { while state.changed().await == zk::SessionState::SyncConnected {} }).await;
     drop(on_three);
     let shrunk = one.status().await;
     assert_eq!(

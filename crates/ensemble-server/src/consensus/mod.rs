@@ -248,6 +248,13 @@ pub struct Status {
     pub matched: BTreeMap<MemberId, u64>,
 }
 
+impl Status {
+    /// Whether a membership change in progress removes this member.
+    pub fn is_leaving(&self) -> bool {
+        self.membership.leaving.contains(&self.id)
+    }
+}
+
 /// Why a consensus call failed.
 #[derive(Debug, Error)]
 pub enum ConsensusError {

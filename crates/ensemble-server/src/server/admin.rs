@@ -125,7 +125,7 @@ fn not_ready(status: &Status, has_secret: bool) -> Option<String> {
         Role::Stopped => return Some("consensus stopped".into()),
         _ => {}
     }
-    if status.membership.leaving.contains(&status.id) {
+    if status.is_leaving() {
         return Some("being removed from the membership".into());
     }
     if status.leader.is_none() {

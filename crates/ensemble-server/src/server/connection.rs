@@ -209,7 +209,7 @@ fn refusal(state: &State, request: &ConnectRequest) -> Option<Refusal> {
             Refusal::NoLeader
         });
     }
-    if status.is_some_and(|s| s.membership.leaving.contains(&s.id)) {
+    if status.is_some_and(|s| s.is_leaving()) {
         return Some(Refusal::Leaving);
     }
     let ours = state.tree.last_zxid();

@@ -477,8 +477,7 @@ async fn follow_consensus(
                 }
                 let (version, role, leaving) = {
                     let status = status.borrow_and_update();
-                    let leaving = status.membership.leaving.contains(&status.id);
-                    (status.membership.version, status.role, leaving)
+                    (status.membership.version, status.role, status.is_leaving())
                 };
                 // The status changes with every commit; the tree's lock is taken only
                 // for a change of the membership or of this member's role.

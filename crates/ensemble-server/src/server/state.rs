@@ -693,7 +693,7 @@ impl State {
     pub fn leaving(&self) -> bool {
         self.consensus.as_ref().is_some_and(|c| {
             let status = c.status();
-            status.membership.leaving.contains(&status.id) || status.role == Role::Outside
+            status.is_leaving() || status.role == Role::Outside
         })
     }
 
