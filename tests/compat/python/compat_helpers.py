@@ -76,10 +76,13 @@ def _local_command(binary, settings=()):
     extra = [arg for setting in settings for arg in ("--set", setting)]
     if MEMBERS == 1:
         return [binary, "local", "--members", "1", "--client-port", "0"] + extra
+    # One block for both: two blocks probed one after the other can overlap, since the
+    # first is free again once probed.
+    block = _free_port_block(2 * MEMBERS)
     return [
         binary, "local", "--members", str(MEMBERS),
-        "--client-port", str(_free_port_block(MEMBERS)),
-        "--peer-port", str(_free_port_block(MEMBERS)),
+        "--client-port", str(block),
+        "--peer-port", str(block + MEMBERS),
     ] + extra
 
 

@@ -67,9 +67,12 @@ final class EnsembleProcess implements CompatTarget {
         if (members == 1) {
             return List.of(binary().toString(), "local", "--members", "1", "--client-port", "0");
         }
+        // One block for both: two blocks probed one after the other can overlap, since the
+        // first is free again once probed (a CI run lost a member to that).
+        int block = freePortBlock(2 * members);
         return List.of(binary().toString(), "local", "--members", Integer.toString(members),
-                "--client-port", Integer.toString(freePortBlock(members)),
-                "--peer-port", Integer.toString(freePortBlock(members)));
+                "--client-port", Integer.toString(block),
+                "--peer-port", Integer.toString(block + members));
     }
 
     /** The first of {@code n} consecutive loopback ports that were all free a moment ago. */
