@@ -600,6 +600,8 @@ async fn voters_change_together_or_not_at_all() {
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].starts_with("server.1="), "{text}");
     assert!(lines[1].starts_with("version="), "{text}");
+    // Member 1 may not have applied the change yet: a read elsewhere needs a sync.
+    admin.sync("/zookeeper/config").await.expect("sync");
     let (on_one, one_stat) = admin.get_config().await.expect("config on member 1");
     assert_eq!(on_one, config, "member 1's /zookeeper/config");
     assert_eq!(one_stat.mzxid, stat.mzxid);
