@@ -56,7 +56,7 @@ impl StateMachine for Recorder {
             out.extend_from_slice(&(command.len() as u32).to_le_bytes());
             out.extend_from_slice(command);
         }
-        (s.last, Box::new(move || Ok(out)))
+        (s.last, Box::new(move |sink| sink(&out)))
     }
 
     fn restore(&self, index: u64, data: &[u8]) -> Result<(), String> {

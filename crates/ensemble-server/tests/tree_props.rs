@@ -198,26 +198,29 @@ proptest! {
         let (mut tree, mut zxid) = applied(&setup);
         let expected = snapshot(&tree);
         prop_assert_eq!(tree.begin_snapshot(), tree.last_zxid());
-        let mut finished = None;
+        let mut bytes = Vec::new();
+        let mut finished = false;
         for ((session, txn), step) in &during {
             zxid += 1;
             tree.apply(zxid, zxid, &origin(*session), txn);
             check_invariants(&tree)?;
-            if finished.is_none() {
+            if !finished {
                 match tree.continue_snapshot(*step) {
-                    Progress::Pending => {}
-                    Progress::Done(bytes) => finished = Some(bytes),
+                    Progress::Pending(piece) => bytes.extend(piece),
+                    Progress::Done(piece) => {
+                        bytes.extend(piece);
+                        finished = true;
+                    }
                     Progress::Idle => prop_assert!(false, "the snapshot went missing"),
                 }
             }
         }
-        let bytes = match finished {
-            Some(bytes) => bytes,
-            None => match tree.continue_snapshot(usize::MAX) {
-                Progress::Done(bytes) => bytes,
+        if !finished {
+            match tree.continue_snapshot(usize::MAX) {
+                Progress::Done(piece) => bytes.extend(piece),
                 other => return Err(TestCaseError::fail(format!("not finished: {other:?}"))),
-            },
-        };
+            }
+        }
         prop_assert_eq!(&bytes, &expected);
         prop_assert!(!tree.snapshot_under_way());
         prop_assert_eq!(tree.continue_snapshot(1), Progress::Idle);

@@ -24,7 +24,8 @@
 //!   is cut off; damage elsewhere refuses to open, naming file and offset.
 //! - **Snapshots.** Every `snapshot_every` applied entries consensus asks the state
 //!   machine for a snapshot ([`StateMachine::snapshot`], from a blocking thread),
-//!   stores it atomically next to the log and purges the log before it. A member
+//!   writes it to a file as its pieces come (never whole in memory), stores that
+//!   file atomically next to the log and purges the log before it. A member
 //!   too far behind the leader's log receives the snapshot and restores it; it
 //!   travels in chunks of [`Options::snapshot_chunk`] bytes, so appends and
 //!   heartbeats to that member never wait behind more than one.
@@ -167,8 +168,12 @@ pub struct Options {
     pub faults: Option<Faults>,
 }
 
-/// Produces a snapshot's bytes, or says why it could not.
-pub type SnapshotJob = Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send + Sync>;
+/// Where a snapshot job puts the snapshot's bytes: a piece at a time, in order. An
+/// error (the disk's) ends the job with it.
+pub type SnapshotSink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), String>;
+
+/// Produces a snapshot's bytes into the sink it is given, or says why it could not.
+pub type SnapshotJob = Box<dyn FnOnce(SnapshotSink<'_>) -> Result<(), String> + Send + Sync>;
 
 /// The server's replicated state, driven by consensus; see the module contract.
 pub trait StateMachine: Send + Sync + 'static {
@@ -179,7 +184,8 @@ pub trait StateMachine: Send + Sync + 'static {
     /// Begins a snapshot of the state as of the last applied index: returns that
     /// index and the job that produces the snapshot's bytes. The job runs on another
     /// thread while later entries are applied, and its bytes are still the state as
-    /// of the index.
+    /// of the index. It should hand them over in pieces as it goes, so that a large
+    /// state is not held twice in memory.
     fn snapshot(&self) -> (u64, SnapshotJob);
 
     /// Replaces the state with a snapshot taken at `index`.

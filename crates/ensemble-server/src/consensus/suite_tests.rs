@@ -26,7 +26,7 @@ impl StateMachine for Recorder {
         let applied = self.applied.lock().unwrap();
         let last = applied.last().copied().unwrap_or(0);
         let bytes: Vec<u8> = applied.iter().flat_map(|i| i.to_le_bytes()).collect();
-        (last, Box::new(move || Ok(bytes)))
+        (last, Box::new(move |sink| sink(&bytes)))
     }
 
     fn restore(&self, _index: u64, data: &[u8]) -> Result<(), String> {

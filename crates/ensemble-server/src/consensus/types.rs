@@ -116,17 +116,8 @@ pub(crate) fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> io::Result<T> 
     postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// A file larger than this is written a piece of this size at a time; see
-/// [`write_record_atomic`].
-const WRITE_PIECE_BYTES: usize = 1 << 20;
-
 /// Writes the concatenation of `parts` to `path` as one framed record ([`put_record`]'s
-/// layout), atomically: a temporary file, fsynced, renamed over `path`, then the
-/// directory fsynced so the rename itself is durable.
-///
-/// A large file (a snapshot) goes to disk a piece at a time: each piece is written
-/// back before the next is written, so the disk never queues more than a piece of it
-/// ahead of the log's fsyncs, and the final fsync has little left to do.
+/// layout), atomically: a temporary file, fsynced, then [`rename_durably`] over `path`.
 pub(crate) fn write_record_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     use std::io::Write;
     let len: usize = parts.iter().map(|part| part.len()).sum();
@@ -143,41 +134,23 @@ pub(crate) fn write_record_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()
     let tmp = path.with_extension("tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;
-        let mut written = 0u64;
-        for part in std::iter::once(&header[..]).chain(parts.iter().copied()) {
-            for piece in part.chunks(WRITE_PIECE_BYTES) {
-                file.write_all(piece)?;
-                write_back(&file, written, piece.len());
-                written += piece.len() as u64;
-            }
+        file.write_all(&header)?;
+        for part in parts {
+            file.write_all(part)?;
         }
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
+    rename_durably(&tmp, path)
+}
+
+/// Renames the fsynced file `tmp` over `path`, then fsyncs the directory so that the
+/// rename itself is durable.
+pub(crate) fn rename_durably(tmp: &Path, path: &Path) -> io::Result<()> {
+    std::fs::rename(tmp, path)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-/// Writes the `len` bytes of `file` at `offset` to disk and waits for them, without
-/// the cache flush of an fsync (which follows for the whole file). Only a help for
-/// pacing, so failures are left to that fsync.
-fn write_back(file: &std::fs::File, offset: u64, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return;
-        };
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: sync_file_range(2) on an open descriptor this function borrows.
-        let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
 }
 
 /// Appends `value`, encoded, to `out` as a record (length, CRC-32 of the body, body),
@@ -279,21 +252,6 @@ mod tests {
         write_record_atomic(&path, &[head, &[], tail]).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), out[7..]);
         assert_eq!(read_small_file(&path).unwrap(), Some(value));
-    }
-
-    /// A file of several pieces reads back whole.
-    #[test]
-    fn a_large_record_is_written_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("large");
-        let data: Vec<u8> = (0..WRITE_PIECE_BYTES * 5 / 2).map(|i| i as u8).collect();
-        write_record_atomic(&path, &[b"head", &data]).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let (body, len) = read_record(&bytes).unwrap();
-        assert_eq!(len, bytes.len());
-        assert_eq!(&body[..4], b"head");
-        assert_eq!(&body[4..], &data[..]);
-        assert!(!path.with_extension("tmp").exists());
     }
 
     fn view(configs: Vec<Vec<MemberId>>, learners: &[MemberId]) -> Membership {

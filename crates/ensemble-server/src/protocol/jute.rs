@@ -240,11 +240,6 @@ impl Writer {
         self.buf
     }
 
-    /// Overwrites the four bytes at `at`, written earlier, with `v`.
-    pub fn patch_i32(&mut self, at: usize, v: i32) {
-        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
-    }
-
     /// Appends bytes already encoded.
     pub fn write_raw(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

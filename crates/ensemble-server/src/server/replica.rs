@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use crate::consensus::{MemberId, SnapshotJob, StateMachine};
+use crate::consensus::{MemberId, SnapshotJob, SnapshotSink, StateMachine};
 use crate::protocol::{DecodeError, Reader, Writer};
 use crate::tree::snapshot::Progress;
 use crate::tree::{Origin, Txn};
@@ -122,14 +122,18 @@ struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    fn run(mut self) -> Result<Vec<u8>, String> {
+    /// Each step's piece goes to `sink` once the state's lock is let go.
+    fn run(mut self, sink: SnapshotSink<'_>) -> Result<(), String> {
         loop {
             let progress = lock(&self.shared.state).continue_snapshot(SNAPSHOT_STEP_NODES);
             match progress {
-                Progress::Pending => std::thread::yield_now(),
-                Progress::Done(bytes) => {
+                Progress::Pending(piece) => {
+                    sink(&piece)?;
+                    std::thread::yield_now();
+                }
+                Progress::Done(piece) => {
                     self.finished = true;
-                    return Ok(bytes);
+                    return sink(&piece);
                 }
                 Progress::Idle => return Err("the snapshot under way was dropped".into()),
             }
@@ -163,13 +167,13 @@ impl StateMachine for Machine {
                     shared: self.shared.clone(),
                     finished: false,
                 };
-                (index, Box::new(move || writer.run()))
+                (index, Box::new(move |sink| writer.run(sink)))
             }
             None => {
                 // openraft builds one snapshot at a time; should it ever ask for a
                 // second, that one is taken whole, holding the state still.
                 let (index, bytes) = state.snapshot();
-                (index, Box::new(move || Ok(bytes)))
+                (index, Box::new(move |sink| sink(&bytes)))
             }
         }
     }
@@ -295,8 +299,24 @@ mod tests {
         crate::tree::snapshot::snapshot(&lock(&machine.shared.state).tree)
     }
 
+    /// Runs `job`, returning the pieces it handed over.
+    fn pieces(job: SnapshotJob) -> Result<Vec<Vec<u8>>, String> {
+        let mut pieces = Vec::new();
+        job(&mut |piece: &[u8]| {
+            pieces.push(piece.to_vec());
+            Ok(())
+        })?;
+        Ok(pieces)
+    }
+
+    /// Runs `job`, returning the bytes it wrote.
+    fn bytes(job: SnapshotJob) -> Result<Vec<u8>, String> {
+        pieces(job).map(|pieces| pieces.concat())
+    }
+
     /// Many steps' worth of nodes, then a snapshot job that runs on another thread
-    /// while more are created: it returns the tree as it began.
+    /// while more are created: it writes the tree as it began, a step's nodes at a
+    /// time, never the whole at once.
     #[test]
     fn a_snapshot_job_writes_the_state_it_began_with() {
         let machine = machine();
@@ -307,11 +327,28 @@ mod tests {
         let expected = whole(&machine);
         let (index, job) = machine.snapshot();
         assert_eq!(index, nodes);
-        let writer = std::thread::spawn(job);
+        let writer = std::thread::spawn(move || pieces(job));
         for index in nodes + 1..=2 * nodes {
             create(&machine, index, &format!("/n{index}"));
         }
-        assert_eq!(writer.join().unwrap(), Ok(expected));
+        let pieces = writer.join().unwrap().unwrap();
+        assert_eq!(pieces.concat(), expected);
+        let largest = pieces.iter().map(Vec::len).max().unwrap_or(0);
+        assert!(pieces.len() > 3, "{} pieces", pieces.len());
+        assert!(largest < expected.len() / 2, "a piece of {largest} bytes");
+        assert!(!lock(&machine.shared.state).tree.snapshot_under_way());
+    }
+
+    /// A sink that fails ends the job with its error and the snapshot under way.
+    #[test]
+    fn a_failing_sink_ends_the_snapshot() {
+        let machine = machine();
+        for index in 1..=2 * SNAPSHOT_STEP_NODES as u64 {
+            create(&machine, index, &format!("/n{index}"));
+        }
+        let (_, job) = machine.snapshot();
+        let outcome = job(&mut |_: &[u8]| Err("disk full".to_owned()));
+        assert_eq!(outcome, Err("disk full".to_owned()));
         assert!(!lock(&machine.shared.state).tree.snapshot_under_way());
     }
 
@@ -325,14 +362,14 @@ mod tests {
         let (index, job) = machine.snapshot();
         assert_eq!(index, 1);
         let (second_index, second) = machine.snapshot();
-        assert_eq!((second_index, second()), (1, Ok(expected.clone())));
+        assert_eq!((second_index, bytes(second)), (1, Ok(expected.clone())));
 
         let mut other = DataTree::default();
         other.advance(9);
         let replacement = crate::tree::snapshot::snapshot(&other);
         machine.restore(9, &replacement).unwrap();
         assert_eq!(whole(&machine), replacement);
-        assert_eq!(job(), Ok(expected));
+        assert_eq!(bytes(job), Ok(expected));
     }
 
     /// A job dropped without running stops the tree setting nodes aside.
@@ -344,7 +381,7 @@ mod tests {
         drop(job);
         assert!(!lock(&machine.shared.state).tree.snapshot_under_way());
         let (index, job) = machine.snapshot();
-        assert_eq!((index, job()), (0, Ok(whole(&machine))));
+        assert_eq!((index, bytes(job)), (0, Ok(whole(&machine))));
     }
 
     proptest! {

@@ -165,7 +165,8 @@ pub(crate) struct State {
     /// Sessions with a sign of life since the last report to the leader.
     touched: std::collections::HashSet<i64>,
     started: Instant,
-    /// A snapshot under way that a restore completed early, for its writer.
+    /// The rest of a snapshot under way that a restore completed early, for its
+    /// writer.
     snapshot_taken: Option<Vec<u8>>,
     /// (zxid, the tree's digest after it), oldest first; see the module contract.
     digest_log: VecDeque<(i64, i64)>,
@@ -463,7 +464,7 @@ impl State {
         Some(u64::try_from(self.tree.begin_snapshot()).unwrap_or(0))
     }
 
-    /// Writes up to `nodes` more nodes of the snapshot begun.
+    /// Writes up to `nodes` more nodes of the snapshot begun, handing over the piece.
     pub fn continue_snapshot(&mut self, nodes: usize) -> Progress {
         match self.snapshot_taken.take() {
             Some(bytes) => Progress::Done(bytes),

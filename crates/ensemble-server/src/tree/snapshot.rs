@@ -18,9 +18,11 @@
 //!
 //! A snapshot can also be taken a few nodes at a time while transactions go on
 //! ([`DataTree::begin_snapshot`], [`DataTree::continue_snapshot`]), so that a large
-//! tree is never held still for the whole of it. Contract: the bytes it finishes with
-//! are exactly what [`snapshot`] returned when it began, whatever was applied
-//! between the steps. How: nodes are written in path order behind a cursor; a
+//! tree is never held still for the whole of it, nor copied whole: each step hands
+//! over the bytes it wrote. Contract: the pieces, joined in order, are exactly what
+//! [`snapshot`] returned when it began, whatever was applied between the steps. The
+//! node count, which precedes the nodes, is the count when it began: every node
+//! then is written, as it was then. How: nodes are written in path order behind a cursor; a
 //! node after the cursor that a transaction is about to change, create or delete
 //! has its state as of the beginning (or its absence) set aside first, and that is
 //! what gets written when the cursor reaches it. Every change to a node goes
@@ -102,9 +104,10 @@ fn write_node(w: &mut Writer, path: &str, node: &Node) {
 /// A snapshot under way; see the module contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Capture {
+    /// Bytes written since the last step handed them over.
     out: Writer,
-    /// Where the node count goes once it is known.
-    count_at: usize,
+    /// The nodes the snapshot began with, which is how many it writes.
+    announced: i32,
     count: i32,
     /// The last path written: every path up to it is done. `None` before the first.
     cursor: Option<String>,
@@ -130,12 +133,13 @@ impl Capture {
     }
 }
 
-/// How far [`DataTree::continue_snapshot`] got.
+/// How far [`DataTree::continue_snapshot`] got, with the bytes the step wrote: the
+/// snapshot's pieces in order, which join up to the whole.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {
     /// More nodes are left.
-    Pending,
-    /// The snapshot is complete: its bytes.
+    Pending(Vec<u8>),
+    /// The snapshot is complete: its last piece.
     Done(Vec<u8>),
     /// No snapshot was under way.
     Idle,
@@ -147,11 +151,11 @@ impl DataTree {
     /// already under way is dropped.
     pub fn begin_snapshot(&mut self) -> i64 {
         let mut out = header(self);
-        let count_at = out.len();
-        out.write_i32(0);
+        let announced = i32::try_from(self.nodes.len()).unwrap_or(i32::MAX);
+        out.write_i32(announced);
         self.capture = Some(Box::new(Capture {
             out,
-            count_at,
+            announced,
             count: 0,
             cursor: None,
             before: BTreeMap::new(),
@@ -232,18 +236,18 @@ impl DataTree {
                 *before = ahead;
                 *cursor = Some(last);
             }
-            return Progress::Pending;
+            return Progress::Pending(std::mem::take(out).into_bytes());
         }
         let Some(capture) = self.capture.take() else {
             return Progress::Idle;
         };
         let Capture {
-            mut out,
-            count_at,
+            out,
+            announced,
             count,
             ..
         } = *capture;
-        out.patch_i32(count_at, count);
+        debug_assert_eq!(count, announced, "a snapshot wrote the nodes it began with");
         Progress::Done(out.into_bytes())
     }
 }
