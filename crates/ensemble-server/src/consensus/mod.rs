@@ -608,9 +608,12 @@ impl Consensus {
         self.change_membership(transport::Change::Promote(id)).await
     }
 
-    /// Removes `id` from the membership (voter or learner).
-    pub async fn remove(&self, id: MemberId) -> Result<(), ConsensusError> {
-        self.change_membership(transport::Change::Remove(id)).await
+    /// Removes `id` from the membership (voter or learner). Returns the membership
+    /// after the change, as [`Consensus::change_voters`] does.
+    pub async fn remove(&self, id: MemberId) -> Result<Arc<Membership>, ConsensusError> {
+        let removes_me = id == self.node.id;
+        self.change_and_show(transport::Change::Remove(id), removes_me)
+            .await
     }
 
     /// Makes the caught-up learners in `promote` voters and removes the members in
@@ -625,7 +628,17 @@ impl Consensus {
         remove: BTreeSet<MemberId>,
     ) -> Result<Arc<Membership>, ConsensusError> {
         let removes_me = remove.contains(&self.node.id);
-        let change = transport::Change::Voters { promote, remove };
+        self.change_and_show(transport::Change::Voters { promote, remove }, removes_me)
+            .await
+    }
+
+    /// Runs a change of the members and returns the membership after it; see
+    /// [`Consensus::change_voters`].
+    async fn change_and_show(
+        &self,
+        change: transport::Change,
+        removes_me: bool,
+    ) -> Result<Arc<Membership>, ConsensusError> {
         if removes_me {
             if let Some(after) = self.change(change, true).await? {
                 return Ok(Arc::new(after));

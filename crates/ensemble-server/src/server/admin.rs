@@ -41,10 +41,11 @@
 //! - `POST /leader/{id}`: transfer leadership, answered once `id` leads.
 //!
 //! Membership calls are forwarded by consensus to the leader from any member.
-//! All answer 200 with the new `/status`, or an error with the reason: 400 (bad
-//! body), 401 (no or wrong token), 404 (unknown member), 409 (a change in
-//! progress, already a member, not caught up, last voter, not blank), 503 (no
-//! leader, timeout).
+//! All answer 200 with the new `/status` (a member that the call removes answers
+//! with the membership the leader wrote and itself `outside`, as it never applies
+//! the change itself), or an error with the reason: 400 (bad body), 401 (no or
+//! wrong token), 404 (unknown member), 409 (a change in progress, already a
+//! member, not caught up, last voter, not blank), 503 (no leader, timeout).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::lock;
-use crate::consensus::{Consensus, ConsensusError, Role, Status};
+use crate::consensus::{Consensus, ConsensusError, Membership, Role, Status};
 
 use super::four_letter::{consensus_status, mode, VERSION};
 use super::reconfig::parse_member_address;
@@ -312,6 +313,14 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 async fn status(State(admin): State<Arc<Admin>>) -> Response {
+    status_after(&admin, None)
+}
+
+/// The `/status` answer. With `after`, the membership that a change this member asked
+/// for left behind: if this member is not in it, it never applies that change (the
+/// leader stops replicating to it), so it answers with `after`, as the leader wrote
+/// it, and itself outside, instead of the membership it still holds.
+fn status_after(admin: &Admin, after: Option<Arc<Membership>>) -> Response {
     let (connections, sessions, znodes) = {
         let state = lock(&admin.shared.state);
         (
@@ -320,9 +329,13 @@ async fn status(State(admin): State<Arc<Admin>>) -> Response {
             state.tree.node_count(),
         )
     };
-    let Some(status) = consensus_status(&admin.shared) else {
+    let Some(mut status) = consensus_status(&admin.shared) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "consensus is not open yet").into_response();
     };
+    if let Some(after) = after.filter(|after| !after.contains(status.id)) {
+        status.membership = after;
+        status.role = Role::Outside;
+    }
     let report = StatusReport {
         id: status.id,
         role: role_name(status.role),
@@ -446,14 +459,14 @@ fn authorized(admin: &Admin, headers: &HeaderMap) -> Result<Consensus, Box<Respo
 async fn membership_call<F, Fut>(admin: Arc<Admin>, headers: HeaderMap, call: F) -> Response
 where
     F: FnOnce(Consensus) -> Fut,
-    Fut: std::future::Future<Output = Result<(), ConsensusError>>,
+    Fut: std::future::Future<Output = Result<Option<Arc<Membership>>, ConsensusError>>,
 {
     let consensus = match authorized(&admin, &headers) {
         Ok(consensus) => consensus,
         Err(refused) => return *refused,
     };
     match call(consensus).await {
-        Ok(()) => status(State(admin)).await,
+        Ok(after) => status_after(&admin, after),
         Err(error) => refusal(&error),
     }
 }
@@ -499,7 +512,7 @@ async fn bootstrap(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respo
         Err(_) => Err(ConsensusError::Timeout),
     };
     match led {
-        Ok(()) => status(State(admin)).await,
+        Ok(()) => status_after(&admin, None),
         Err(error) => refusal(&error),
     }
 }
@@ -531,7 +544,7 @@ async fn add_learner(
         }
     };
     membership_call(admin, headers, move |c| async move {
-        c.add_learner(id, address).await
+        c.add_learner(id, address).await.map(|()| None)
     })
     .await
 }
@@ -541,7 +554,10 @@ async fn promote(
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Response {
-    membership_call(admin, headers, move |c| async move { c.promote(id).await }).await
+    membership_call(admin, headers, move |c| async move {
+        c.promote(id).await.map(|()| None)
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -580,7 +596,7 @@ async fn change_voters(
         }
     };
     membership_call(admin, headers, move |c| async move {
-        c.change_voters(promote, remove).await.map(|_| ())
+        c.change_voters(promote, remove).await.map(Some)
     })
     .await
 }
@@ -590,7 +606,10 @@ async fn remove_member(
     Path(id): Path<u64>,
     headers: HeaderMap,
 ) -> Response {
-    membership_call(admin, headers, move |c| async move { c.remove(id).await }).await
+    membership_call(admin, headers, move |c| async move {
+        c.remove(id).await.map(Some)
+    })
+    .await
 }
 
 async fn transfer_leadership(
@@ -599,7 +618,7 @@ async fn transfer_leadership(
     headers: HeaderMap,
 ) -> Response {
     membership_call(admin, headers, move |c| async move {
-        c.transfer_leadership(id).await
+        c.transfer_leadership(id).await.map(|()| None)
     })
     .await
 }
