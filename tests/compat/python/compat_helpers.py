@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import queue
+import random
 import re
 import select
 import signal
@@ -47,20 +48,33 @@ SUPER = "super:reconfigure"
 SUPER_DIGEST = "super:" + base64.b64encode(hashlib.sha1(SUPER.encode()).digest()).decode()
 
 
+# Where _free_port_block starts looking.
+_LOWEST_PROBED_PORT = 10000
+
+
+def _ephemeral_ports_from():
+    """The first port of the kernel's ephemeral range (Linux's default when unreadable)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_port_block(n):
-    """The first of `n` consecutive loopback ports that were all free a moment ago."""
+    """The first of `n` consecutive ports that were all free on every address a moment ago,
+    chosen below the kernel's range of ephemeral ports: a port there is never handed to an
+    outgoing connection (such as one member dialling another) between the probe and the
+    member's bind, which a CI run lost a member to."""
+    below = _ephemeral_ports_from()
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + n >= 65536:
-            continue
+        first = random.randrange(_LOWEST_PROBED_PORT, below - n)
         held = []
         try:
             for port in range(first, first + n):
                 s = socket.socket()
                 held.append(s)
-                s.bind(("127.0.0.1", port))
+                s.bind(("0.0.0.0", port))
             return first
         except OSError:
             continue

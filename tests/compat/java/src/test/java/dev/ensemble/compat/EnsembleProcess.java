@@ -75,21 +75,21 @@ final class EnsembleProcess implements CompatTarget {
                 "--peer-port", Integer.toString(block + members));
     }
 
-    /** The first of {@code n} consecutive loopback ports that were all free a moment ago. */
+    /**
+     * The first of {@code n} consecutive ports that were all free on every address a moment ago,
+     * chosen below the kernel's range of ephemeral ports: a port there is never handed to an
+     * outgoing connection (such as one member dialling another) between the probe and the
+     * member's bind, which a CI run lost a member to.
+     */
     private static int freePortBlock(int n) throws IOException {
+        int below = ephemeralPortsFrom();
+        java.util.Random random = new java.util.Random();
         while (true) {
-            int first;
-            try (java.net.ServerSocket probe = new java.net.ServerSocket(0, 1,
-                    java.net.InetAddress.getLoopbackAddress())) {
-                first = probe.getLocalPort();
-            }
-            if (first + n >= 65536) {
-                continue;
-            }
+            int first = LOWEST_PROBED_PORT + random.nextInt(below - LOWEST_PROBED_PORT - n);
             List<java.net.ServerSocket> held = new java.util.ArrayList<>();
             try {
                 for (int port = first; port < first + n; port++) {
-                    held.add(new java.net.ServerSocket(port, 1, java.net.InetAddress.getLoopbackAddress()));
+                    held.add(new java.net.ServerSocket(port, 1));
                 }
                 return first;
             } catch (IOException taken) {
@@ -99,6 +99,24 @@ final class EnsembleProcess implements CompatTarget {
                     socket.close();
                 }
             }
+        }
+    }
+
+    /** Where {@link #freePortBlock} starts looking. */
+    private static final int LOWEST_PROBED_PORT = 10000;
+
+    /**
+     * The first port of the kernel's ephemeral range, or Linux's default when it cannot be read
+     * or leaves no room below. (Read by lines: {@code Files.readString} returned one stray
+     * character for this procfs file on JDK 17.)
+     */
+    private static int ephemeralPortsFrom() {
+        try {
+            String range = Files.readAllLines(Path.of("/proc/sys/net/ipv4/ip_local_port_range")).get(0);
+            int first = Integer.parseInt(range.trim().split("\\s+")[0]);
+            return first > LOWEST_PROBED_PORT + 1000 ? first : 32768;
+        } catch (IOException | RuntimeException unreadable) {
+            return 32768;
         }
     }
 
