@@ -622,14 +622,14 @@ async fn connect_refused_within(addr: &str, limit: Duration) -> bool {
 #[test]
 fn ensemble_local_runs_three_member_processes_that_go_with_it() {
     let dir = temp_dir("local3");
-    let port = free_port_block(3);
+    let port = free_port_block(6);
     let log = std::fs::File::create(dir.join("local.log")).expect("log");
     let mut local = Reaped(
         Command::new(env!("CARGO_BIN_EXE_ensemble"))
             .args(["local", "--members", "3", "--client-port"])
             .arg(port.to_string())
             .arg("--peer-port")
-            .arg(free_port_block(3).to_string())
+            .arg((port + 3).to_string())
             .arg("--data-dir")
             .arg(&dir)
             .stdout(Stdio::piped())
@@ -665,7 +665,7 @@ fn ensemble_local_runs_three_member_processes_that_go_with_it() {
 /// and its members cleanly, and a run without `--data-dir` leaves no files behind.
 #[test]
 fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() {
-    let port = free_port_block(3);
+    let port = free_port_block(6);
     let (mut local, configs) = local_without_data_dir(port, Stdio::piped());
     let mut stdout = local.stdout.take().expect("stdout");
     assert!(
@@ -728,7 +728,7 @@ fn ensemble_local_stops_with_its_members_on_sigterm_and_leaves_nothing_behind() 
 /// as cleanly as later: nothing is left running or on disk.
 #[test]
 fn ensemble_local_stopped_while_starting_leaves_nothing_behind() {
-    let (mut local, configs) = local_without_data_dir(free_port_block(3), Stdio::null());
+    let (mut local, configs) = local_without_data_dir(free_port_block(6), Stdio::null());
     let deadline = Instant::now() + WAIT;
     let members = loop {
         let members = children_of(local.id());
@@ -790,15 +790,15 @@ fn a_member_whose_ensemble_local_is_gone_exits() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// `ensemble local --members 3` on client ports from `port`, without a data directory,
-/// and the directory its members' configurations go to.
+/// `ensemble local --members 3` on the six ports from `port` (clients, then peers),
+/// without a data directory, and the directory its members' configurations go to.
 fn local_without_data_dir(port: u16, stdout: Stdio) -> (Reaped, PathBuf) {
     let local = Reaped(
         Command::new(env!("CARGO_BIN_EXE_ensemble"))
             .args(["local", "--members", "3", "--client-port"])
             .arg(port.to_string())
             .arg("--peer-port")
-            .arg(free_port_block(3).to_string())
+            .arg((port + 3).to_string())
             .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
@@ -880,14 +880,31 @@ fn children_of(parent: u32) -> Vec<u32> {
     children
 }
 
-/// The first of `n` consecutive ports that were free a moment ago.
+/// The first of `n` consecutive ports that were all free on every address a moment
+/// ago, chosen below the kernel's range of ephemeral ports: a port there is never
+/// handed to an outgoing connection (one member dialling another) between this probe
+/// and the member's bind, which a CI run lost a member to. One block serves both the
+/// client and the peer ports: two blocks probed one after the other can overlap.
 fn free_port_block(n: u16) -> u16 {
+    const LOWEST: u16 = 10_000;
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|first| *first > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    // Spread over the range by process, and apart for each call within one process
+    // (tests run side by side).
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = u32::from(ephemeral_from - LOWEST - n);
     loop {
-        let first = free_port();
-        if first.checked_add(n).is_some()
-            && (1..n).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok())
-        {
-            return first;
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let offset = (std::process::id().wrapping_mul(7_919) + call * 101) % span;
+        let candidate = LOWEST + offset as u16;
+        let held: Vec<_> = (0..n)
+            .map_while(|i| TcpListener::bind(("0.0.0.0", candidate + i)).ok())
+            .collect();
+        if held.len() == usize::from(n) {
+            return candidate;
         }
     }
 }
